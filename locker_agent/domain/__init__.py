@@ -1,0 +1,1 @@
+"""The locker domain: what a locker is and does, free of I/O, hardware and cloud."""

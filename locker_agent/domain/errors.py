@@ -1,0 +1,62 @@
+"""Domain errors: a transition that is not allowed says why, in words a person can act on.
+
+Each error has a stable ``code`` (used in MQTT error replies and kiosk messages) and, where one
+argument is to blame, the ``field`` it came from.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class UnknownCompartment(DomainError):
+    code = "unknown_compartment"
+
+
+class UnknownAssignment(DomainError):
+    code = "unknown_assignment"
+
+
+class DuplicateAssignment(DomainError):
+    code = "duplicate_assignment"
+
+
+class InvalidTransition(DomainError):
+    """The thing exists but is not in a state that allows this."""
+
+    code = "invalid_state"
+
+
+class LockerFull(DomainError):
+    code = "locker_full"
+
+
+class CompartmentUnavailable(DomainError):
+    code = "compartment_unavailable"
+
+
+class InvalidCode(DomainError):
+    """A code that opens nothing: unknown, used, expired or revoked (``reason`` says which)."""
+
+    code = "invalid_code"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message, field="code")
+        self.reason = reason
+
+
+class CodeCollision(DomainError):
+    """Two live codes of one kind may not be equal: the locker could not tell whose door to open."""
+
+    code = "code_collision"
+
+
+class OutOfService(DomainError):
+    code = "out_of_service"
