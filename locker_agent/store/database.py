@@ -1,0 +1,39 @@
+"""Opening the SQLite file the way an SD card that may lose power at any moment needs."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+
+
+def open_engine(path: Path) -> Engine:
+    """An engine whose every connection runs WAL, synchronous=FULL, with foreign keys on.
+
+    pysqlite's own transaction handling does not wrap DDL and opens transactions lazily; we
+    switch it off and emit BEGIN ourselves (the recipe SQLAlchemy documents for SQLite) so a
+    migration or a state change with its events is truly one transaction.
+    """
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"timeout": 10.0},
+        pool_pre_ping=False,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine

@@ -1,0 +1,447 @@
+"""The locker's state on disk: load it at start, commit each transition with its events.
+
+Every transition's changes and the events it produced are written in one SQLite transaction
+(the transactional outbox): after a power cut either both are there or neither is.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, select, text, update
+from sqlalchemy.dialects.sqlite import insert
+
+from locker_agent.domain.clock import ServiceClock
+from locker_agent.domain.credentials import CodeHasher
+from locker_agent.domain.locker import Changes, Locker
+from locker_agent.domain.model import (
+    TERMINAL_STATUSES,
+    Assignment,
+    AssignmentKind,
+    AssignmentStatus,
+    Compartment,
+    Credential,
+    CredentialKind,
+    DomainEvent,
+    DoorState,
+    UnlockIntent,
+    UnlockPurpose,
+)
+from locker_agent.store.database import open_engine
+from locker_agent.store.migrations import migrate
+from locker_agent.store.tables import (
+    AssignmentRow,
+    AuditRow,
+    CompartmentRow,
+    CredentialAssignmentRow,
+    CredentialRow,
+    LockerRow,
+    OutboxRow,
+    UnlockIntentRow,
+)
+
+_LOCKER = LockerRow.__table__  # type: ignore[attr-defined]
+_COMPARTMENT = CompartmentRow.__table__  # type: ignore[attr-defined]
+_ASSIGNMENT = AssignmentRow.__table__  # type: ignore[attr-defined]
+_CREDENTIAL = CredentialRow.__table__  # type: ignore[attr-defined]
+_LINK = CredentialAssignmentRow.__table__  # type: ignore[attr-defined]
+_INTENT = UnlockIntentRow.__table__  # type: ignore[attr-defined]
+_OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditRow.__table__  # type: ignore[attr-defined]
+
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+
+class StoreError(Exception):
+    """The stored state cannot be used as it is (says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as it sits in the outbox, ready to publish."""
+
+    seq: int
+    event_id: str
+    type: str
+    at: datetime
+    compartment_id: str | None
+    assignment_id: str | None
+    data: dict[str, Any]
+
+    def as_message(self, locker_id: str) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "id": self.event_id,
+            "type": self.type,
+            "at": self.at.isoformat(),
+            "locker_id": locker_id,
+            "compartment_id": self.compartment_id,
+            "assignment_id": self.assignment_id,
+            "data": self.data,
+        }
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.engine = open_engine(path)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def migrate(self) -> list[int]:
+        with self.engine.begin() as conn:
+            return migrate(conn)
+
+    def quick_check(self) -> list[str]:
+        """Problems SQLite finds in the file; empty when it is sound."""
+        with self.engine.connect() as conn:
+            rows = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check")]
+        return [] if rows == ["ok"] else rows
+
+    # ------------------------------------------------------------------ loading
+
+    def load(
+        self,
+        locker_id: str,
+        compartments: Sequence[Compartment],
+        hasher: CodeHasher,
+        *,
+        sizes: Sequence[str],
+    ) -> Locker:
+        """Rebuild the locker from the file, adding compartments the config has and the DB lacks."""
+        with self.engine.begin() as conn:
+            locker_row = conn.execute(select(_LOCKER)).mappings().first()
+            if locker_row is None:
+                conn.execute(insert(_LOCKER).values(id=1, locker_id=locker_id, service_seconds=0))
+                locker_row = conn.execute(select(_LOCKER)).mappings().one()
+            elif locker_row["locker_id"] != locker_id:
+                raise StoreError(
+                    f"{self.path} belongs to locker {locker_row['locker_id']!r}, "
+                    f"but the config says {locker_id!r}; point state_dir elsewhere or fix locker_id"
+                )
+            stored = {r["id"]: r for r in conn.execute(select(_COMPARTMENT)).mappings()}
+            for position, compartment in enumerate(compartments):
+                row = stored.get(compartment.id)
+                if row is not None:
+                    compartment.out_of_service_reason = row["out_of_service_reason"]
+                    compartment.door = DoorState(row["door"])
+                conn.execute(
+                    insert(_COMPARTMENT)
+                    .values(
+                        id=compartment.id,
+                        position=position,
+                        size=compartment.size,
+                        accessible=compartment.accessible,
+                        out_of_service_reason=compartment.out_of_service_reason,
+                        door=compartment.door.value,
+                    )
+                    .on_conflict_do_update(
+                        index_elements=["id"],
+                        set_={"position": position, "size": compartment.size,
+                              "accessible": compartment.accessible},
+                    )
+                )
+            assignments = [
+                _assignment(r)
+                for r in conn.execute(
+                    select(_ASSIGNMENT).where(_ASSIGNMENT.c.status.not_in(_TERMINAL))
+                ).mappings()
+            ]
+            known = {c.id for c in compartments}
+            orphans = sorted(
+                {a.compartment_id for a in assignments if a.compartment_id}
+                - known
+            )
+            if orphans:
+                raise StoreError(
+                    f"compartments {', '.join(orphans)} hold parcels but are no longer in the "
+                    "config; put them back (out of service if need be) until they are emptied"
+                )
+            by_id = {c.id: c for c in compartments}
+            for assignment in assignments:
+                if assignment.compartment_id:
+                    by_id[assignment.compartment_id].assignment_ids.add(assignment.id)
+            links: dict[str, set[str]] = {}
+            for link in conn.execute(select(_LINK)).mappings():
+                links.setdefault(link["credential_id"], set()).add(link["assignment_id"])
+            credentials = [
+                _credential(r, links.get(r["id"], set()))
+                for r in conn.execute(
+                    select(_CREDENTIAL).where(_CREDENTIAL.c.live.is_(True))
+                ).mappings()
+            ]
+            intents = [_intent(r) for r in conn.execute(select(_INTENT)).mappings()]
+        return Locker(
+            locker_id,
+            compartments,
+            hasher,
+            sizes=sizes,
+            clock=ServiceClock(float(locker_row["service_seconds"])),
+            out_of_service_reason=locker_row["out_of_service_reason"],
+            assignments=assignments,
+            credentials=credentials,
+            intents=intents,
+            archive=self.archived_status,
+        )
+
+    def archived_status(self, assignment_id: str) -> AssignmentStatus | None:
+        with self.engine.connect() as conn:
+            status = conn.execute(
+                select(_ASSIGNMENT.c.status).where(_ASSIGNMENT.c.id == assignment_id)
+            ).scalar_one_or_none()
+        return None if status is None else AssignmentStatus(status)
+
+    # ---------------------------------------------------------------- committing
+
+    def commit(self, locker: Locker, events: Sequence[DomainEvent]) -> list[StoredEvent]:
+        """Write everything ``locker`` changed and ``events``, in one transaction."""
+        changes = locker.take_changes()
+        with self.engine.begin() as conn:
+            self._write_changes(conn, locker, changes)
+            return self._append_events(conn, events)
+
+    def save_clock(self, locker: Locker) -> None:
+        with self.engine.begin() as conn:
+            self._write_locker(conn, locker)
+
+    def _write_changes(self, conn: Connection, locker: Locker, changes: Changes) -> None:
+        self._write_locker(conn, locker)
+        for c in changes.compartments.values():
+            conn.execute(
+                update(_COMPARTMENT)
+                .where(_COMPARTMENT.c.id == c.id)
+                .values(out_of_service_reason=c.out_of_service_reason, door=c.door.value)
+            )
+        for a in changes.assignments.values():
+            values = _assignment_values(a)
+            conn.execute(
+                insert(_ASSIGNMENT).values(**values).on_conflict_do_update(
+                    index_elements=["id"], set_=values
+                )
+            )
+        for cred in changes.credentials.values():
+            values = _credential_values(cred, live=cred.id in locker.credentials)
+            conn.execute(
+                insert(_CREDENTIAL).values(**values).on_conflict_do_update(
+                    index_elements=["id"], set_=values
+                )
+            )
+            for assignment_id in cred.assignment_ids:
+                conn.execute(
+                    insert(_LINK)
+                    .values(credential_id=cred.id, assignment_id=assignment_id)
+                    .on_conflict_do_nothing()
+                )
+        for compartment_id, intent in changes.intents.items():
+            if intent is None:
+                conn.execute(delete(_INTENT).where(_INTENT.c.compartment_id == compartment_id))
+                continue
+            values = _intent_values(intent)
+            conn.execute(
+                insert(_INTENT).values(**values).on_conflict_do_update(
+                    index_elements=["compartment_id"], set_=values
+                )
+            )
+
+    def _write_locker(self, conn: Connection, locker: Locker) -> None:
+        conn.execute(
+            update(_LOCKER)
+            .where(_LOCKER.c.id == 1)
+            .values(
+                service_seconds=locker.clock.seconds,
+                out_of_service_reason=locker.out_of_service_reason,
+            )
+        )
+
+    def _append_events(
+        self, conn: Connection, events: Iterable[DomainEvent]
+    ) -> list[StoredEvent]:
+        stored = []
+        for event in events:
+            event_id = str(uuid.uuid4())
+            payload = json.dumps(event.data, sort_keys=True, default=str)
+            row = {
+                "event_id": event_id,
+                "type": event.type,
+                "at": event.at,
+                "compartment_id": event.compartment_id,
+                "assignment_id": event.assignment_id,
+                "payload": payload,
+            }
+            seq = conn.execute(insert(_OUTBOX).values(**row)).inserted_primary_key
+            conn.execute(insert(_AUDIT).values(**row))
+            assert seq is not None
+            stored.append(
+                StoredEvent(
+                    seq=int(seq[0]),
+                    event_id=event_id,
+                    type=event.type,
+                    at=event.at,
+                    compartment_id=event.compartment_id,
+                    assignment_id=event.assignment_id,
+                    data=json.loads(payload),
+                )
+            )
+        return stored
+
+    # -------------------------------------------------------------------- outbox
+
+    def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[StoredEvent]:
+        """Unpublished events in ``seq`` order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(_OUTBOX)
+                .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.seq > after_seq)
+                .order_by(_OUTBOX.c.seq)
+                .limit(limit)
+            ).mappings()
+            return [_stored_event(r) for r in rows]
+
+    def mark_published(self, seqs: Iterable[int], at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_OUTBOX).where(_OUTBOX.c.seq.in_(list(seqs))).values(published_at=at)
+            )
+
+    def outbox_depth(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(_OUTBOX).where(
+                        _OUTBOX.c.published_at.is_(None)
+                    )
+                ).scalar_one()
+            )
+
+    def all_events(self) -> list[StoredEvent]:
+        """Every event still in the outbox, published or not, in ``seq`` order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_OUTBOX).order_by(_OUTBOX.c.seq)).mappings()
+            return [_stored_event(r) for r in rows]
+
+    def assignments(self) -> list[Assignment]:
+        """Every assignment on file, finished or not (for reports and the status command)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(_ASSIGNMENT).order_by(_ASSIGNMENT.c.created_at)
+            ).mappings()
+            return [_assignment(r) for r in rows]
+
+    def execute_sql(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a read-only query (diagnostics and tests)."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+
+
+# ------------------------------------------------------------------- row mapping
+
+
+def _assignment(r: Any) -> Assignment:
+    return Assignment(
+        id=r["id"],
+        kind=AssignmentKind(r["kind"]),
+        status=AssignmentStatus(r["status"]),
+        customer_ref=r["customer_ref"],
+        size=r["size"],
+        accessible=bool(r["accessible"]),
+        compartment_id=r["compartment_id"],
+        barcode=r["barcode"],
+        hold_seconds=r["hold_seconds"],
+        hold_deadline=r["hold_deadline"],
+        reservation_deadline=r["reservation_deadline"],
+        paused_at=r["paused_at"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+    )
+
+
+def _assignment_values(a: Assignment) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "kind": a.kind.value,
+        "status": a.status.value,
+        "customer_ref": a.customer_ref,
+        "size": a.size,
+        "accessible": a.accessible,
+        "compartment_id": a.compartment_id,
+        "barcode": a.barcode,
+        "hold_seconds": a.hold_seconds,
+        "hold_deadline": a.hold_deadline,
+        "reservation_deadline": a.reservation_deadline,
+        "paused_at": a.paused_at,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+    }
+
+
+def _credential(r: Any, assignment_ids: set[str]) -> Credential:
+    return Credential(
+        id=r["id"],
+        kind=CredentialKind(r["kind"]),
+        digest=r["digest"],
+        assignment_ids=frozenset(assignment_ids),
+        courier_id=r["courier_id"],
+        expires_at=r["expires_at"],
+        single_use=bool(r["single_use"]),
+        issued_at=r["issued_at"],
+        used_at=r["used_at"],
+        revoked_at=r["revoked_at"],
+    )
+
+
+def _credential_values(c: Credential, *, live: bool) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "kind": c.kind.value,
+        "digest": c.digest,
+        "courier_id": c.courier_id,
+        "single_use": c.single_use,
+        "live": live,
+        "issued_at": c.issued_at,
+        "expires_at": c.expires_at,
+        "used_at": c.used_at,
+        "revoked_at": c.revoked_at,
+    }
+
+
+def _intent(r: Any) -> UnlockIntent:
+    return UnlockIntent(
+        compartment_id=r["compartment_id"],
+        purpose=UnlockPurpose(r["purpose"]),
+        actor=r["actor"],
+        assignment_ids=frozenset(json.loads(r["assignment_ids"])),
+        requested_at=r["requested_at"],
+        door_opened=bool(r["door_opened"]),
+        reason=r["reason"],
+    )
+
+
+def _intent_values(i: UnlockIntent) -> dict[str, Any]:
+    return {
+        "compartment_id": i.compartment_id,
+        "purpose": i.purpose.value,
+        "actor": i.actor,
+        "assignment_ids": json.dumps(sorted(i.assignment_ids)),
+        "requested_at": i.requested_at,
+        "door_opened": i.door_opened,
+        "reason": i.reason,
+    }
+
+
+def _stored_event(r: Any) -> StoredEvent:
+    return StoredEvent(
+        seq=r["seq"],
+        event_id=r["event_id"],
+        type=r["type"],
+        at=r["at"],
+        compartment_id=r["compartment_id"],
+        assignment_id=r["assignment_id"],
+        data=json.loads(r["payload"]),
+    )

@@ -1,0 +1,134 @@
+"""The SQLite tables, as SQLModel classes.
+
+The DDL that creates them lives in :mod:`locker_agent.store.migrations` (versioned); a test
+checks these classes and the migrated schema agree column for column.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps as ISO 8601 text in UTC, readable from the sqlite3 shell."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+
+class LockerRow(SQLModel, table=True):
+    __tablename__ = "locker"
+
+    id: int = Field(default=1, primary_key=True)
+    locker_id: str
+    service_seconds: float = 0.0
+    out_of_service_reason: str | None = None
+
+
+class CompartmentRow(SQLModel, table=True):
+    __tablename__ = "compartment"
+
+    id: str = Field(primary_key=True)
+    position: int
+    size: str
+    accessible: bool = False
+    out_of_service_reason: str | None = None
+    door: str = "unknown"
+
+
+class AssignmentRow(SQLModel, table=True):
+    __tablename__ = "assignment"
+
+    id: str = Field(primary_key=True)
+    kind: str
+    status: str = Field(index=True)
+    customer_ref: str
+    size: str
+    accessible: bool = False
+    compartment_id: str | None = Field(default=None, foreign_key="compartment.id")
+    barcode: str | None = None
+    hold_seconds: float = 0.0
+    hold_deadline: float | None = None
+    reservation_deadline: float | None = None
+    paused_at: float | None = None
+    created_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CredentialRow(SQLModel, table=True):
+    __tablename__ = "credential"
+
+    id: str = Field(primary_key=True)
+    kind: str
+    digest: str = Field(index=True)
+    courier_id: str | None = None
+    single_use: bool = True
+    live: bool = Field(default=True, index=True)
+    issued_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CredentialAssignmentRow(SQLModel, table=True):
+    __tablename__ = "credential_assignment"
+
+    credential_id: str = Field(primary_key=True, foreign_key="credential.id")
+    assignment_id: str = Field(primary_key=True, foreign_key="assignment.id")
+
+
+class UnlockIntentRow(SQLModel, table=True):
+    __tablename__ = "unlock_intent"
+
+    compartment_id: str = Field(primary_key=True, foreign_key="compartment.id")
+    purpose: str
+    actor: str
+    assignment_ids: str  # JSON list
+    requested_at: datetime = Field(sa_type=UTCDateTime)
+    door_opened: bool = False
+    reason: str | None = None
+
+
+class OutboxRow(SQLModel, table=True):
+    """Events waiting for the cloud, in ``seq`` order; ``seq`` is never reused."""
+
+    __tablename__ = "outbox"
+    __table_args__ = {"sqlite_autoincrement": True}  # a seq must never be reused
+
+    seq: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True)
+    type: str
+    at: datetime = Field(sa_type=UTCDateTime)
+    compartment_id: str | None = None
+    assignment_id: str | None = None
+    payload: str  # JSON object: the event's data
+    published_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+
+
+class AuditRow(SQLModel, table=True):
+    """The locker's own record of everything that happened, kept after the cloud has it."""
+
+    __tablename__ = "audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str
+    type: str = Field(index=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    compartment_id: str | None = None
+    assignment_id: str | None = None
+    payload: str
