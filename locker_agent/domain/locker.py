@@ -139,6 +139,11 @@ class Locker:
         compartment = self._compartment(compartment_id)
         return {self.assignments[a].customer_ref for a in compartment.assignment_ids}
 
+    @property
+    def has_changes(self) -> bool:
+        """Whether anything was touched since the last :meth:`take_changes`."""
+        return bool(self._changes)
+
     def take_changes(self) -> Changes:
         """Hand the store everything touched since the last call, and forget finished work."""
         changes, self._changes = self._changes, Changes()
@@ -452,12 +457,16 @@ class Locker:
         ]
 
     def record_pulse(self, compartment_id: str, *, now: datetime) -> list[DomainEvent]:
-        """The relay has been pulsed for a pending intent."""
-        intent = self._intent(compartment_id)
+        """The relay has been pulsed (reported even if the door already opened and closed)."""
+        self._compartment(compartment_id)
+        intent = self.intents.get(compartment_id)
         return [
             self._event(
-                "unlock_pulsed", now, compartment_id, purpose=intent.purpose.value,
-                actor=intent.actor,
+                "unlock_pulsed",
+                now,
+                compartment_id,
+                purpose=intent.purpose.value if intent else None,
+                actor=intent.actor if intent else None,
             )
         ]
 
@@ -516,6 +525,8 @@ class Locker:
                 return [self._event("door_forced", now, compartment_id)]
             return [self._event("door_opened", now, compartment_id, purpose=None, actor=None)]
         if door is DoorState.CLOSED:
+            if previous is DoorState.UNKNOWN and (intent is None or not intent.door_opened):
+                return []  # first reading after start-up: nothing happened
             events = [self._event("door_closed", now, compartment_id)]
             if intent is not None and intent.door_opened:
                 events += self._complete(intent, now)

@@ -114,10 +114,16 @@ class Store:
         hasher: CodeHasher,
         *,
         sizes: Sequence[str],
+        read_only: bool = False,
     ) -> Locker:
-        """Rebuild the locker from the file, adding compartments the config has and the DB lacks."""
+        """Rebuild the locker from the file, adding compartments the config has and the DB lacks.
+
+        ``read_only`` loads without writing anything (for reports while the daemon runs).
+        """
         with self.engine.begin() as conn:
             locker_row = conn.execute(select(_LOCKER)).mappings().first()
+            if locker_row is None and read_only:
+                raise StoreError(f"{self.path} holds no locker yet; has the agent run?")
             if locker_row is None:
                 conn.execute(insert(_LOCKER).values(id=1, locker_id=locker_id, service_seconds=0))
                 locker_row = conn.execute(select(_LOCKER)).mappings().one()
@@ -132,6 +138,8 @@ class Store:
                 if row is not None:
                     compartment.out_of_service_reason = row["out_of_service_reason"]
                     compartment.door = DoorState(row["door"])
+                if read_only:
+                    continue
                 conn.execute(
                     insert(_COMPARTMENT)
                     .values(

@@ -1,0 +1,201 @@
+"""The composition root: the only place that builds adapters from the config and wires them.
+
+``build_agent`` gives a ready, not yet started agent (used by ``locker-agent run`` and by tests
+that need the real thing in-process); ``run_agent`` runs it until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from locker_agent import __version__
+from locker_agent.config import AgentConfig
+from locker_agent.domain.credentials import CodeHasher
+from locker_agent.domain.locker import Locker
+from locker_agent.domain.model import Compartment
+from locker_agent.hardware.console import ConsoleCodeInput
+from locker_agent.hardware.interfaces import CodeEntry, CodeInput, DoorSensors, LockDriver
+from locker_agent.hardware.simulated import SimulatedLocker
+from locker_agent.secret import SecretError, load_secret
+from locker_agent.service import LockerService, UnlockPolicy
+from locker_agent.store import Store, StoreError
+from locker_agent.store.migrations import SchemaError
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The agent cannot start; the message says why and what to do."""
+
+
+@dataclass
+class Agent:
+    config: AgentConfig
+    store: Store
+    service: LockerService
+    locks: LockDriver
+    doors: DoorSensors
+    simulator: SimulatedLocker | None = None
+    inputs: list[CodeInput] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.locks.start()
+        await self.doors.start()
+        await self.service.start()
+
+    async def stop(self) -> None:
+        for code_input in self.inputs:
+            await code_input.stop()
+        await self.service.stop()
+        await self.doors.stop()
+        await self.locks.stop()
+        self.store.close()
+
+
+def compartments_from(config: AgentConfig) -> list[Compartment]:
+    return [
+        Compartment(id=c.id, size=c.size, accessible=c.accessible) for c in config.compartments
+    ]
+
+
+def open_store(config: AgentConfig) -> tuple[Store, CodeHasher]:
+    """Open (creating if need be) the state directory, the database and the secret."""
+    state_dir = config.state_dir
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as exc:
+        raise StartupError(
+            f"cannot create the state directory {state_dir}: {exc.strerror}; "
+            "set state_dir in the config or LOCKER_AGENT_STATE_DIR"
+        ) from exc
+    is_new = not config.database_path.exists()
+    store = Store(config.database_path)
+    try:
+        problems = [] if is_new else store.quick_check()
+        if problems:
+            raise StartupError(
+                f"{config.database_path} is damaged ({'; '.join(problems[:3])}); "
+                "move it aside and restart to sync the locker from the cloud"
+            )
+        store.migrate()
+        has_codes = bool(store.execute_sql("SELECT 1 FROM credential LIMIT 1"))
+        secret = load_secret(config.secret_path, create=is_new or not has_codes)
+    except (SchemaError, SecretError) as exc:
+        store.close()
+        raise StartupError(str(exc)) from exc
+    except Exception:
+        store.close()
+        raise
+    return store, CodeHasher(secret)
+
+
+def build_hardware(config: AgentConfig) -> tuple[LockDriver, DoorSensors, SimulatedLocker | None]:
+    backend = config.hardware.backend
+    if backend == "simulated":
+        options = config.hardware.simulated
+        simulator = SimulatedLocker(
+            [c.id for c in config.compartments],
+            auto_open_on_unlock=options.auto_open_on_unlock,
+            auto_close_after_s=options.auto_close_after_s,
+        )
+        return simulator, simulator, simulator
+    raise StartupError(
+        f"hardware.backend = {backend!r} has no driver in locker-agent {__version__} yet; "
+        'use backend = "simulated"'
+    )
+
+
+def build_agent(config: AgentConfig) -> Agent:
+    store, hasher = open_store(config)
+    try:
+        def load() -> Locker:
+            return store.load(
+                config.locker_id, compartments_from(config), hasher, sizes=config.sizes
+            )
+
+        locker = load()
+        locks, doors, simulator = build_hardware(config)
+    except StoreError as exc:
+        store.close()
+        raise StartupError(str(exc)) from exc
+    except Exception:
+        store.close()
+        raise
+    policies = config.policies
+    service = LockerService(
+        locker,
+        store,
+        locks,
+        doors,
+        reload=load,
+        unlock_policy=UnlockPolicy(
+            pulse_s=policies.lock_pulse_ms / 1000,
+            max_simultaneous=policies.max_simultaneous_unlocks,
+            gap_s=policies.unlock_gap_ms / 1000,
+            door_open_timeout_s=policies.door_open_timeout_s,
+        ),
+        labels={c.id: c.label or c.id for c in config.compartments},
+    )
+    return Agent(config, store, service, locks, doors, simulator)
+
+
+async def run_agent(
+    config: AgentConfig,
+    *,
+    demo: bool = False,
+    console: bool | None = None,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Run the locker until SIGTERM or SIGINT; returns the process exit code."""
+    from locker_agent.demo import seed_demo_parcels
+    from locker_agent.operator_console import OperatorConsole
+
+    agent = build_agent(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await agent.start()
+        logger.info(
+            "locker started",
+            extra={"fields": {
+                "locker_id": config.locker_id,
+                "version": __version__,
+                "backend": config.hardware.backend,
+                "state_dir": str(config.state_dir),
+                "compartments": len(config.compartments),
+            }},
+        )
+        out(f"locker {config.locker_id} is running; its state lives in {config.state_dir}")
+        if demo:
+            await seed_demo_parcels(agent.service, config, out=out)
+        use_console = (
+            console if console is not None
+            else config.hardware.simulated.console and sys.stdin.isatty()
+        )
+        if use_console and agent.simulator is not None:
+            operator = OperatorConsole(agent.service, agent.simulator, out=out)
+            console_input = ConsoleCodeInput(commands=operator.command)
+
+            async def submit(entry: CodeEntry) -> None:
+                outcome = await agent.service.submit_code(entry)
+                out(outcome.message)
+
+            agent.inputs.append(console_input)
+            await console_input.start(submit)
+            out(operator.greeting())
+        await stop.wait()
+        logger.info("stopping", extra={"fields": {"locker_id": config.locker_id}})
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+        await agent.stop()
+    return 0

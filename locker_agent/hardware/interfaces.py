@@ -1,0 +1,163 @@
+"""The seam between the agent and the locker's hardware.
+
+Every driver is built with the compartment-to-channel mapping from the config and speaks only
+in compartment ids ("A01"); relay channels, GPIO pins and board addresses stay inside it.
+Drivers for real hardware and the simulated one must pass the same contract tests
+(``tests/hardware/contract.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from locker_agent.domain.model import DoorState
+
+logger = logging.getLogger(__name__)
+
+MAX_PULSE_S = 2.0
+"""Longest a lock may stay energised in one pulse; solenoids overheat when held."""
+
+DoorListener = Callable[[str, DoorState], None]
+
+
+class HardwareError(Exception):
+    """A driver could not do what was asked (board silent, port gone, unknown compartment...)."""
+
+    def __init__(self, message: str, *, compartment_id: str | None = None) -> None:
+        super().__init__(message)
+        self.compartment_id = compartment_id
+
+
+def validate_pulse(pulse_s: float) -> float:
+    """Return ``pulse_s`` if it is a safe pulse length, else raise ValueError."""
+    # Written so that NaN fails too: every comparison with NaN is false.
+    if not 0.0 < pulse_s <= MAX_PULSE_S:
+        raise ValueError(f"pulse must be > 0 and <= {MAX_PULSE_S} s, got {pulse_s!r}")
+    return pulse_s
+
+
+class LockDriver(ABC):
+    """Releases compartment locks by energising them for a short pulse."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Take the outputs and bring them to their safe state: every lock de-energised."""
+
+    @abstractmethod
+    async def unlock(self, compartment_id: str, pulse_s: float) -> None:
+        """Energise the compartment's lock for ``pulse_s`` seconds, then de-energise it.
+
+        Returns once the lock is de-energised. Raises ValueError unless
+        0 < pulse_s <= MAX_PULSE_S, and HardwareError for an unknown compartment, a driver that
+        is not started, or hardware that failed. Concurrent pulses on one compartment run one
+        after the other, never overlapping. If cancelled mid-pulse, the lock is de-energised
+        before the cancellation propagates.
+        """
+
+    @abstractmethod
+    def energised(self) -> frozenset[str]:
+        """Compartments whose lock is energised right now."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """De-energise every lock and release the outputs; idempotent, safe before start()."""
+
+
+class DoorSensors(ABC):
+    """Reports whether each compartment's door is open or closed."""
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Begin watching the doors."""
+
+    @abstractmethod
+    def read(self) -> dict[str, DoorState]:
+        """Last known state of every compartment's door; UNKNOWN until known."""
+
+    @abstractmethod
+    def subscribe(self, listener: DoorListener) -> None:
+        """Call ``listener(compartment_id, new_state)`` on every real change of a door.
+
+        Listeners run on the event loop thread (adapters whose hardware calls back from other
+        threads hop with ``loop.call_soon_threadsafe``), once per change, never for a repeat
+        of the same state, and not after stop(). A listener that raises is logged and does
+        not keep the others from being called.
+        """
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop watching the doors; idempotent, safe before start()."""
+
+
+class DoorStateTracker:
+    """Last known door states and the listeners to tell about changes.
+
+    A building block for DoorSensors adapters: it drops repeats of the same state and keeps a
+    failing listener from silencing the others. Call it on the event loop thread only.
+    """
+
+    def __init__(
+        self, compartment_ids: Iterable[str], *, initial: DoorState = DoorState.UNKNOWN
+    ) -> None:
+        self._states = dict.fromkeys(compartment_ids, initial)
+        self._listeners: list[DoorListener] = []
+
+    def __contains__(self, compartment_id: object) -> bool:
+        return compartment_id in self._states
+
+    def __getitem__(self, compartment_id: str) -> DoorState:
+        return self._states[compartment_id]
+
+    def snapshot(self) -> dict[str, DoorState]:
+        return dict(self._states)
+
+    def subscribe(self, listener: DoorListener) -> None:
+        self._listeners.append(listener)
+
+    def update(self, compartment_id: str, state: DoorState, *, notify: bool = True) -> bool:
+        """Record ``state``; tell the listeners if it is a change and ``notify`` is set.
+
+        Returns whether the state changed. Raises KeyError for an unknown compartment.
+        """
+        if self._states[compartment_id] == state:
+            return False
+        self._states[compartment_id] = state
+        if notify:
+            for listener in list(self._listeners):
+                try:
+                    listener(compartment_id, state)
+                except Exception:
+                    logger.exception(
+                        "door listener %r failed on %s -> %s", listener, compartment_id, state
+                    )
+        return True
+
+
+@dataclass(frozen=True)
+class CodeEntry:
+    """A code someone typed or scanned, and where it came from ("keypad", "scanner"...)."""
+
+    source: str
+    text: str
+
+    def __repr__(self) -> str:
+        # Codes open doors: never let one reach a log through repr() or str().
+        return f"CodeEntry(source={self.source!r}, length={len(self.text)})"
+
+
+CodeSubmitter = Callable[[CodeEntry], Awaitable[None]]
+
+
+class CodeInput(ABC):
+    """A device people enter codes on: keypad, barcode scanner, console, kiosk."""
+
+    @abstractmethod
+    async def start(self, submit: CodeSubmitter) -> None:
+        """Begin delivering entries; ``submit`` is awaited for each one, on the event loop."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Stop delivering entries; idempotent, safe before start()."""

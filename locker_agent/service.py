@@ -1,0 +1,315 @@
+"""The one owner of locker state.
+
+Every change to the locker, whatever it came from (a keypad, a door sensor, the cloud, the
+clock), runs here on the asyncio event loop as one synchronous step: the domain transition and
+the commit of its changes and events happen with no ``await`` in between, so two inputs can
+never interleave and two codes can never race for one door.
+
+Doors are opened intent-first: the ``unlock_requested`` event is committed before the relay
+moves, and ``unlock_pulsed`` after. A door that has not opened ``door_open_timeout_s`` after
+its pulse is given up on (``unlock_abandoned``) so the customer's code works again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from locker_agent.domain.errors import DomainError, InvalidCode
+from locker_agent.domain.locker import Locker
+from locker_agent.domain.model import CredentialKind, DomainEvent, DoorState
+from locker_agent.hardware.interfaces import CodeEntry, DoorSensors, HardwareError, LockDriver
+from locker_agent.store import Store, StoredEvent
+
+logger = logging.getLogger(__name__)
+
+Transition = Callable[[], list[DomainEvent]]
+EventListener = Callable[[Sequence[StoredEvent]], None]
+
+TICK_INTERVAL_S = 1.0
+CLOCK_SAVE_INTERVAL_S = 60.0
+"""How often the service clock is written when nothing else changes: losing up to this much
+on a power cut only ever lengthens a hold period, and fewer writes spare the SD card."""
+
+
+@dataclass(frozen=True)
+class UnlockPolicy:
+    pulse_s: float = 0.5
+    max_simultaneous: int = 1
+    gap_s: float = 0.2
+    door_open_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class CodeOutcome:
+    """What to tell the person who entered a code."""
+
+    ok: bool
+    message: str
+    compartments: tuple[str, ...] = ()
+    reason: str | None = None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LockerService:
+    def __init__(
+        self,
+        locker: Locker,
+        store: Store,
+        locks: LockDriver,
+        doors: DoorSensors,
+        *,
+        reload: Callable[[], Locker],
+        unlock_policy: UnlockPolicy = UnlockPolicy(),
+        labels: Mapping[str, str] | None = None,
+        wall_clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.locker = locker
+        self.store = store
+        self._locks = locks
+        self._doors = doors
+        self._reload = reload
+        self._policy = unlock_policy
+        self._labels = dict(labels or {})
+        self._now = wall_clock
+        self._monotonic = monotonic
+        self._listeners: list[EventListener] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unlock_tasks: set[asyncio.Task[None]] = set()
+        self._slots: asyncio.Semaphore | None = None
+        self._last_pulse_end = 0.0
+        self._accepting = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    def subscribe(self, listener: EventListener) -> None:
+        """Be told about every committed batch of events (the cloud link listens here)."""
+        self._listeners.append(listener)
+
+    def apply(self, transition: Transition) -> list[StoredEvent]:
+        """Run one domain transition and commit its changes and events together.
+
+        A refused transition (DomainError) changed nothing and is re-raised. If the commit
+        fails, memory is rebuilt from the file, so memory never claims what the disk lacks.
+        """
+        try:
+            events = transition()
+        except DomainError:
+            raise
+        except Exception:
+            self.locker = self._reload()
+            raise
+        if not events and not self.locker.has_changes:
+            return []
+        try:
+            stored = self.store.commit(self.locker, events)
+        except Exception:
+            logger.exception("commit failed; reloading state from the database")
+            self.locker = self._reload()
+            raise
+        for event in stored:
+            self._log_event(event)
+            if event.type == "unlock_requested" and event.compartment_id:
+                self._start_unlock(event.compartment_id)
+        for listener in list(self._listeners):
+            try:
+                listener(stored)
+            except Exception:
+                logger.exception("event listener failed")
+        return stored
+
+    def now(self) -> datetime:
+        """Wall-clock time for event timestamps and code expiry (never for hold periods)."""
+        return self._now()
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self._labels
+
+    def label(self, compartment_id: str) -> str:
+        return self._labels.get(compartment_id, compartment_id)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Reconcile with the door sensors, then begin accepting codes and ticking."""
+        self._slots = asyncio.Semaphore(self._policy.max_simultaneous)
+        self._doors.subscribe(self._door_changed)
+        self._reconcile_doors()
+        self._accepting = True
+        self._spawn(self._tick_forever())
+
+    async def stop(self) -> None:
+        """Stop taking codes, let any pulse finish, then save the clock."""
+        self._accepting = False
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._unlock_tasks:
+            # a pulse in progress finishes; nothing waits for doors any longer
+            await asyncio.gather(*self._unlock_tasks, return_exceptions=True)
+        self.store.save_clock(self.locker)
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    # ------------------------------------------------------------------- codes
+
+    async def submit_code(self, entry: CodeEntry) -> CodeOutcome:
+        """A customer typed or scanned a code: open what it opens, or say why not."""
+        if not self._accepting:
+            return CodeOutcome(
+                False, "The locker is not ready; please try again in a minute.",
+                reason="not_accepting",
+            )
+        now = self._now()
+        try:
+            credential = self.locker.authenticate(
+                entry.text, now=now, kinds=(CredentialKind.PICKUP, CredentialKind.RETURN)
+            )
+            if credential.kind is CredentialKind.PICKUP:
+                stored = self.apply(lambda: self.locker.begin_pickup(credential, now=now))
+            else:
+                stored = self.apply(lambda: self.locker.begin_return_deposit(credential, now=now))
+        except DomainError as exc:
+            reason = exc.reason if isinstance(exc, InvalidCode) else exc.code
+            logger.warning(
+                "code refused",
+                extra={"fields": {"source": entry.source, "reason": reason}},
+            )
+            return CodeOutcome(False, exc.message, reason=reason)
+        opened = tuple(e.compartment_id for e in stored if e.type == "unlock_requested"
+                       and e.compartment_id)
+        labels = ", ".join(self.label(c) for c in opened)
+        noun = "Compartment" if len(opened) == 1 else "Compartments"
+        verb = "is" if len(opened) == 1 else "are"
+        return CodeOutcome(
+            True,
+            f"{noun} {labels} {verb} opening — please close the door when you are done.",
+            compartments=opened,
+        )
+
+    # -------------------------------------------------------------------- doors
+
+    def _door_changed(self, compartment_id: str, state: DoorState) -> None:
+        try:
+            self.apply(
+                lambda: self.locker.door_changed(compartment_id, state, now=self._now())
+            )
+        except Exception:
+            logger.exception(
+                "could not record a door change",
+                extra={"fields": {"compartment": compartment_id, "door": state.value}},
+            )
+
+    def _reconcile_doors(self) -> None:
+        """Bring recorded doors in line with the sensors and settle unlocks a restart cut off.
+
+        An unlock whose door never opened is abandoned, not retried: a restart must never
+        open a door by itself.
+        """
+        now = self._now()
+        for compartment_id, state in self._doors.read().items():
+            if compartment_id in self.locker.compartments and state is not DoorState.UNKNOWN:
+                self._door_changed(compartment_id, state)
+        for compartment_id, intent in list(self.locker.intents.items()):
+            if not intent.door_opened:
+                self._abandon(compartment_id, "restarted_before_door_opened", now)
+
+    # ------------------------------------------------------------------ unlocks
+
+    def _start_unlock(self, compartment_id: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._unlock(compartment_id))
+        self._unlock_tasks.add(task)
+        task.add_done_callback(self._unlock_tasks.discard)
+
+    async def _unlock(self, compartment_id: str) -> None:
+        assert self._slots is not None, "start() the service before opening doors"
+        async with self._slots:
+            if compartment_id not in self.locker.intents or not self._accepting:
+                if compartment_id in self.locker.intents:
+                    self._abandon(compartment_id, "shutting_down")
+                return
+            gap = self._last_pulse_end + self._policy.gap_s - self._monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            try:
+                await self._locks.unlock(compartment_id, self._policy.pulse_s)
+            except (HardwareError, ValueError) as exc:
+                logger.error(
+                    "unlock failed",
+                    extra={"fields": {"compartment": compartment_id, "error": str(exc)}},
+                )
+                self._abandon(compartment_id, "lock_failed")
+                return
+            finally:
+                self._last_pulse_end = self._monotonic()
+            self.apply(lambda: self.locker.record_pulse(compartment_id, now=self._now()))
+        self._spawn(self._await_door(compartment_id))
+
+    async def _await_door(self, compartment_id: str) -> None:
+        await asyncio.sleep(self._policy.door_open_timeout_s)
+        intent = self.locker.intents.get(compartment_id)
+        if intent is not None and not intent.door_opened:
+            self._abandon(compartment_id, "door_not_opened")
+
+    def _abandon(self, compartment_id: str, reason: str, now: datetime | None = None) -> None:
+        at = now or self._now()
+        try:
+            self.apply(lambda: self.locker.abandon_unlock(compartment_id, reason=reason, now=at))
+        except DomainError:
+            logger.exception("could not abandon an unlock")
+
+    def _spawn(self, coroutine: Coroutine[None, None, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --------------------------------------------------------------------- clock
+
+    async def _tick_forever(self) -> None:
+        last = self._monotonic()
+        last_saved = last
+        while True:
+            await asyncio.sleep(TICK_INTERVAL_S)
+            current = self._monotonic()
+            try:
+                self.tick(current - last)
+                if current - last_saved >= CLOCK_SAVE_INTERVAL_S:
+                    self.store.save_clock(self.locker)
+                    last_saved = current
+            except Exception:
+                logger.exception("tick failed")
+            last = current
+
+    def tick(self, elapsed: float) -> list[StoredEvent]:
+        """Let ``elapsed`` monotonic seconds pass; commit any expiry or lapse it caused."""
+        return self.apply(lambda: self.locker.tick(elapsed, now=self._now()))
+
+    # -------------------------------------------------------------------- logs
+
+    def _log_event(self, event: StoredEvent) -> None:
+        fields: dict[str, object] = {"event": event.type, "seq": event.seq}
+        if event.compartment_id:
+            fields["compartment"] = event.compartment_id
+        if event.assignment_id:
+            fields["assignment"] = event.assignment_id
+        for key, value in event.data.items():
+            fields.setdefault(key, value)
+        level = logging.WARNING if event.type in _ALARMS else logging.INFO
+        logger.log(level, event.type, extra={"fields": fields})
+
+
+_ALARMS = frozenset({"door_forced", "unlock_abandoned", "out_of_service"})
