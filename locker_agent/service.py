@@ -231,6 +231,13 @@ class LockerService:
     # ------------------------------------------------------------------ unlocks
 
     def _start_unlock(self, compartment_id: str) -> None:
+        if self._slots is None:
+            # Not started: the intent stays on record and start() settles it without a pulse.
+            logger.warning(
+                "unlock requested before start; it will be abandoned at start",
+                extra={"fields": {"compartment": compartment_id}},
+            )
+            return
         task = asyncio.get_running_loop().create_task(self._unlock(compartment_id))
         self._unlock_tasks.add(task)
         task.add_done_callback(self._unlock_tasks.discard)

@@ -144,7 +144,10 @@ class ConsoleCodeInput(CodeInput):
         discarding = False  # inside a line already rejected as too long
         while True:
             await _readable(loop, fd)
-            chunk = os.read(fd, _READ_CHUNK)
+            try:
+                chunk = os.read(fd, _READ_CHUNK)
+            except BlockingIOError:  # someone made it non-blocking and another reader won
+                continue
             if not chunk:
                 if buffer and not discarding:
                     yield bytes(buffer)

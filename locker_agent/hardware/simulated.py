@@ -128,11 +128,7 @@ class SimulatedLocker(LockDriver, DoorSensors):
                 if self.auto_open_on_unlock:
                     self._spring_open(compartment_id)
                 await asyncio.sleep(pulse_s)
-            except asyncio.CancelledError:
-                raise
             finally:
-                pass
-            if True:
                 if self._energised.get(compartment_id) is token:
                     del self._energised[compartment_id]
                     if compartment_id not in self._jammed:

@@ -1,0 +1,42 @@
+# The two commands: `make run` (a simulated locker on this machine) and `make test`.
+# Everything they need is installed here, into .venv; nothing is assumed installed by hand.
+
+PYTHON    ?= python3
+VENV      ?= .venv
+BIN       := $(VENV)/bin
+CONFIG    ?= config/simulated.toml
+STATE_DIR ?= $(CURDIR)/.state
+PYTEST_ARGS ?=
+
+.PHONY: run test setup lint typecheck pytest reset clean
+
+run: setup
+	@echo "state directory: $(STATE_DIR)  (make reset wipes it)"
+	LOCKER_AGENT_STATE_DIR=$(STATE_DIR) $(BIN)/locker-agent run --config $(CONFIG) --demo
+
+test: setup lint typecheck pytest
+
+setup: $(VENV)/.installed
+
+$(BIN)/python:
+	@bash scripts/ensure-system-packages.sh python3-venv
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+lint: setup
+	$(BIN)/ruff check locker_agent tests
+
+typecheck: setup
+	$(BIN)/mypy locker_agent
+
+pytest: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+reset:
+	rm -rf $(STATE_DIR)
+
+clean: reset
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,96 @@
+"""Fixtures shared across the suite: real config files and state directories in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+SMALL_LOCKER = """\
+locker_id = "test-locker"
+state_dir = "{state_dir}"
+
+[hardware]
+backend = "simulated"
+
+[hardware.simulated]
+auto_open_on_unlock = {auto_open}
+auto_close_after_s = {auto_close}
+console = false
+
+[policies]
+lock_pulse_ms = 50
+unlock_gap_ms = 0
+door_open_timeout_s = {door_open_timeout}
+max_simultaneous_unlocks = {max_simultaneous}
+
+[[compartments]]
+id = "A01"
+size = "S"
+
+[[compartments]]
+id = "A02"
+size = "S"
+
+[[compartments]]
+id = "A03"
+size = "S"
+
+[[compartments]]
+id = "A04"
+size = "M"
+
+[[compartments]]
+id = "A05"
+size = "L"
+accessible = true
+
+[[compartments]]
+id = "A06"
+size = "XL"
+accessible = true
+"""
+
+ConfigWriter = Callable[..., Path]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> ConfigWriter:
+    """Write a small simulated locker's config; keyword arguments tune it."""
+
+    def write(
+        *,
+        state_dir: Path | None = None,
+        auto_open: bool = True,
+        auto_close: float | bool = False,
+        door_open_timeout: float = 10,
+        max_simultaneous: int = 1,
+        name: str = "locker.toml",
+    ) -> Path:
+        path = tmp_path / name
+        path.write_text(
+            SMALL_LOCKER.format(
+                state_dir=state_dir or tmp_path / "state",
+                auto_open=str(auto_open).lower(),
+                auto_close=str(auto_close).lower(),
+                door_open_timeout=door_open_timeout,
+                max_simultaneous=max_simultaneous,
+            )
+        )
+        return path
+
+    return write
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No LOCKER_AGENT_* variable from the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("LOCKER_AGENT_"):
+            monkeypatch.delenv(key)
