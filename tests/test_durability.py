@@ -1,4 +1,4 @@
-"""SIGKILL in the middle of a burst of transitions: nothing committed is lost, nothing is half-applied."""
+"""SIGKILL mid-burst: nothing committed is lost, nothing is half-applied."""
 
 from __future__ import annotations
 

@@ -544,11 +544,14 @@ def test_deposit_flow(rig: Rig) -> None:
 
 def test_door_closing_before_it_opened_completes_nothing(rig: Rig) -> None:
     rig.reserve("p1", "314159")
+    assert types(rig.door("01", DoorState.OPEN)) == ["door_forced"]
     rig.locker.begin_deposit("p1", actor="courier-7", now=rig.now)
-    assert types(rig.door("01", DoorState.UNKNOWN)) == ["door_unknown"]
+    # the door was already open: its closing is not the opening the intent waits for
     assert types(rig.door("01", DoorState.CLOSED)) == ["door_closed"]
     assert rig.status("p1") is S.RESERVED
-    assert "01" in rig.locker.intents
+    assert rig.locker.intents["01"].door_opened is False
+    assert types(rig.door("01", DoorState.UNKNOWN)) == ["door_unknown"]
+    assert rig.status("p1") is S.RESERVED
 
 
 def test_deposit_refusals(rig: Rig) -> None:
@@ -1090,12 +1093,13 @@ def test_operator_open_changes_no_parcel(rig: Rig) -> None:
 
 def test_record_pulse(rig: Rig) -> None:
     rig.reserve("p1", "314159")
-    rig.refuses(InvalidTransition, lambda: rig.locker.record_pulse("01", now=rig.now))
+    rig.refuses(UnknownCompartment, lambda: rig.locker.record_pulse("99", now=rig.now))
     rig.locker.begin_deposit("p1", actor="courier-7", now=rig.now)
     events = rig.locker.record_pulse("01", now=rig.now)
-    assert [(e.type, e.data) for e in events] == [
-        ("unlock_pulsed", {"purpose": "deposit", "actor": "courier-7"})
+    assert [(e.type, e.compartment_id, e.data) for e in events] == [
+        ("unlock_pulsed", "01", {"purpose": "deposit", "actor": "courier-7"})
     ]
+    assert rig.status("p1") is S.RESERVED  # a pulse is a fact, not a transition
 
 
 def test_abandon_unlock_gives_a_pickup_code_back(rig: Rig) -> None:
@@ -1371,9 +1375,9 @@ REFUSALS: list[tuple[str, type[DomainError], Callable[[Busy], Callable[[], objec
         lambda b: lambda: b.rig.locker.abandon_unlock("03", reason="x", now=b.rig.now),
     ),
     (
-        "pulse-no-intent",
-        InvalidTransition,
-        lambda b: lambda: b.rig.locker.record_pulse("01", now=b.rig.now),
+        "pulse-unknown-compartment",
+        UnknownCompartment,
+        lambda b: lambda: b.rig.locker.record_pulse("99", now=b.rig.now),
     ),
     (
         "door-unknown-compartment",
@@ -1518,7 +1522,9 @@ def test_codes_never_appear_in_events_reprs_or_credentials(rig: Rig) -> None:
     for credential in seen.values():
         assert not hasattr(credential, "code")
         (code,) = [
-            c for c in codes[credential.kind] if hasher.digest(credential.kind, c) == credential.digest
+            c
+            for c in codes[credential.kind]
+            if hasher.digest(credential.kind, c) == credential.digest
         ]
         assert len(credential.digest) == 64
         int(credential.digest, 16)  # hex
@@ -1555,7 +1561,8 @@ def test_find_matching_returns_every_match() -> None:
     hasher = CodeHasher(SECRET)
     digest = hasher.digest(CredentialKind.PICKUP, "1")
     a = Credential(id="a", kind=CredentialKind.PICKUP, digest=digest)
-    b = Credential(id="b", kind=CredentialKind.PICKUP, digest=hasher.digest(CredentialKind.PICKUP, "2"))
+    other = hasher.digest(CredentialKind.PICKUP, "2")
+    b = Credential(id="b", kind=CredentialKind.PICKUP, digest=other)
     c = Credential(id="c", kind=CredentialKind.PICKUP, digest=digest)
     assert find_matching([a, b, c], digest) == [a, c]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from locker_agent.config import load_config
@@ -41,20 +42,17 @@ async def cycle(service: LockerService, worker: int) -> None:
         assignment_id = f"burst-{worker}-{n}"
         code = f"{worker}{n:07d}"
         now = service.now()
+        locker = service.locker
         service.apply(
-            lambda: service.locker.reserve(
-                assignment_id, pickup_code=code, size="S", now=now,
+            partial(
+                locker.reserve, assignment_id, pickup_code=code, size="S", now=now,
                 hold_seconds=3600, reservation_ttl_s=3600,
             )
         )
-        service.apply(
-            lambda: service.locker.begin_deposit(assignment_id, actor="burst-courier", now=now)
-        )
+        service.apply(partial(locker.begin_deposit, assignment_id, actor="burst-courier", now=now))
         await wait_for(service, assignment_id, AssignmentStatus.DEPOSITED)
-        credential = service.locker.authenticate(
-            code, now=service.now(), kinds=(CredentialKind.PICKUP,)
-        )
-        service.apply(lambda: service.locker.begin_pickup(credential, now=service.now()))
+        credential = locker.authenticate(code, now=service.now(), kinds=(CredentialKind.PICKUP,))
+        service.apply(partial(locker.begin_pickup, credential, now=service.now()))
         await wait_for(service, assignment_id, AssignmentStatus.PICKED_UP)
 
 
