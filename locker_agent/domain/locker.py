@@ -50,6 +50,8 @@ from locker_agent.domain.model import (
 
 ArchiveLookup = Callable[[str], AssignmentStatus | None]
 """Where a finished assignment's final status can be found once it left memory."""
+CodeArchive = Callable[[str], str | None]
+"""Why a code (by digest) that left memory no longer works: "used", "expired" or "revoked"."""
 
 S = AssignmentStatus
 
@@ -75,6 +77,10 @@ def _no_archive(_: str) -> AssignmentStatus | None:
     return None
 
 
+def _no_code_archive(_: str) -> str | None:
+    return None
+
+
 class Locker:
     def __init__(
         self,
@@ -89,6 +95,7 @@ class Locker:
         credentials: Iterable[Credential] = (),
         intents: Iterable[UnlockIntent] = (),
         archive: ArchiveLookup = _no_archive,
+        code_archive: CodeArchive = _no_code_archive,
     ) -> None:
         self.locker_id = locker_id
         self.sizes = tuple(sizes)
@@ -100,6 +107,7 @@ class Locker:
         self.out_of_service_reason = out_of_service_reason
         self._hasher = hasher
         self._archive = archive
+        self._code_archive = code_archive
         self._changes = Changes()
 
     # ------------------------------------------------------------------ queries
@@ -349,11 +357,13 @@ class Locker:
                 if reason is None:
                     return credential
                 dead_reason = dead_reason or reason
+            dead_reason = dead_reason or self._code_archive(digest)
         messages = {
             "used": "This code has already been used.",
             "expired": "This code has expired.",
             "revoked": "This code is no longer valid.",
             "not_ready": "Your parcel has not been delivered yet.",
+            "in_use": "Your compartment is already open.",
         }
         reason = dead_reason or "unknown"
         raise InvalidCode(messages.get(reason, "This code is not valid here."), reason=reason)
@@ -378,9 +388,8 @@ class Locker:
             self._begin(cid, UnlockPurpose.PICKUP, "customer", ids, now)
             for cid, ids in sorted(by_compartment.items())
         ]
-        if credential.single_use:
-            credential.used_at = now
-            self._touch(credential)
+        credential.used_at = now
+        self._touch(credential)
         return events
 
     def begin_deposit(self, assignment_id: str, *, actor: str, now: datetime) -> list[DomainEvent]:
@@ -419,9 +428,8 @@ class Locker:
             compartment.assignment_ids.add(assignment.id)
             self._touch(assignment, compartment)
         self._require_openable(assignment.compartment_id)
-        if credential.single_use:
-            credential.used_at = now
-            self._touch(credential)
+        credential.used_at = now
+        self._touch(credential)
         return [
             self._begin(
                 assignment.compartment_id,
@@ -475,7 +483,8 @@ class Locker:
     ) -> list[DomainEvent]:
         """The door never opened (jam, failed pulse): drop the intent, keep parcels as they were.
 
-        A single-use pickup or return code is given back so the customer can try again.
+        The customer's code keeps working: their parcel is still inside (or, for a return, the
+        compartment chosen for it is let go and the return waits as announced).
         """
         intent = self._intent(compartment_id)
         if intent.door_opened:
@@ -484,8 +493,6 @@ class Locker:
             )
         del self.intents[compartment_id]
         self._changes.intents[compartment_id] = None
-        if intent.purpose in (UnlockPurpose.PICKUP, UnlockPurpose.RETURN_DEPOSIT):
-            self._give_back_codes(intent, now)
         if intent.purpose is UnlockPurpose.RETURN_DEPOSIT:
             for assignment_id in intent.assignment_ids:
                 assignment = self.assignments[assignment_id]
@@ -619,6 +626,10 @@ class Locker:
                 if after is S.DEPOSITED and assignment.kind is AssignmentKind.DELIVERY:
                     assignment.hold_deadline = self.clock.deadline(assignment.hold_seconds)
                     assignment.reservation_deadline = None
+                    if not self.compartments[intent.compartment_id].in_service:
+                        # taken out of service while the courier had the door open: the
+                        # customer cannot get at it, so its hold waits like the others'
+                        assignment.paused_at = self.clock.seconds
                 events += self._set_status(assignment, after, now, event_type, actor=intent.actor)
         return events
 
@@ -715,12 +726,6 @@ class Locker:
             compartment.assignment_ids.discard(assignment.id)
             assignment.compartment_id = None
             self._touch(compartment, assignment)
-
-    def _give_back_codes(self, intent: UnlockIntent, now: datetime) -> None:
-        for credential in self.credentials.values():
-            if credential.used_at is not None and credential.assignment_ids & intent.assignment_ids:
-                credential.used_at = None
-                self._touch(credential)
 
     def _pause_holds(self, compartment: Compartment, now: datetime) -> None:
         for assignment_id in compartment.assignment_ids:
@@ -821,13 +826,17 @@ class Locker:
             return "revoked"
         if credential.expires_at is not None and credential.expires_at <= now:
             return "expired"
-        if credential.single_use and credential.used_at is not None:
-            return "used"
         if credential.kind is CredentialKind.COURIER:
-            return None
-        statuses = {
-            self.assignments[a].status for a in credential.assignment_ids if a in self.assignments
-        }
+            return "used" if credential.single_use and credential.used_at else None
+        # A pickup or return code is single-use per parcel: it works while a parcel it covers
+        # can still move, so a second parcel deposited later under the same code is collectable.
+        covered = [self.assignments[a] for a in credential.assignment_ids if a in self.assignments]
+        statuses = {a.status for a in covered}
+        if any(a.compartment_id in self.intents for a in covered) and not any(
+            a.status in (S.DEPOSITED, S.ANNOUNCED) and a.compartment_id not in self.intents
+            for a in covered
+        ):
+            return "in_use"  # its door is open right now
         if credential.kind is CredentialKind.PICKUP:
             if S.DEPOSITED in statuses:
                 return None

@@ -34,7 +34,7 @@ from locker_agent.domain.model import (
     UnlockPurpose,
 )
 from locker_agent.store.database import open_engine
-from locker_agent.store.migrations import migrate
+from locker_agent.store.migrations import CURRENT_VERSION, migrate, schema_version
 from locker_agent.store.tables import (
     AssignmentRow,
     AuditRow,
@@ -121,6 +121,14 @@ class Store:
         ``read_only`` loads without writing anything (for reports while the daemon runs).
         """
         with self.engine.begin() as conn:
+            version = schema_version(conn)
+            if version == 0:
+                raise StoreError(f"{self.path} holds no locker yet; has the agent run?")
+            if version != CURRENT_VERSION:
+                raise StoreError(
+                    f"{self.path} is at schema version {version}; this locker-agent needs "
+                    f"{CURRENT_VERSION} (start the agent to migrate it)"
+                )
             locker_row = conn.execute(select(_LOCKER)).mappings().first()
             if locker_row is None and read_only:
                 raise StoreError(f"{self.path} holds no locker yet; has the agent run?")
@@ -162,15 +170,18 @@ class Store:
                     select(_ASSIGNMENT).where(_ASSIGNMENT.c.status.not_in(_TERMINAL))
                 ).mappings()
             ]
+            intents = [_intent(r) for r in conn.execute(select(_INTENT)).mappings()]
             known = {c.id for c in compartments}
             orphans = sorted(
-                {a.compartment_id for a in assignments if a.compartment_id}
+                ({a.compartment_id for a in assignments if a.compartment_id}
+                 | {i.compartment_id for i in intents})
                 - known
             )
             if orphans:
                 raise StoreError(
-                    f"compartments {', '.join(orphans)} hold parcels but are no longer in the "
-                    "config; put them back (out of service if need be) until they are emptied"
+                    f"compartments {', '.join(orphans)} hold parcels or have a door being opened "
+                    "but are no longer in the config; put them back (out of service if need "
+                    "be) until they are emptied"
                 )
             by_id = {c.id: c for c in compartments}
             for assignment in assignments:
@@ -185,7 +196,6 @@ class Store:
                     select(_CREDENTIAL).where(_CREDENTIAL.c.live.is_(True))
                 ).mappings()
             ]
-            intents = [_intent(r) for r in conn.execute(select(_INTENT)).mappings()]
         return Locker(
             locker_id,
             compartments,
@@ -197,6 +207,7 @@ class Store:
             credentials=credentials,
             intents=intents,
             archive=self.archived_status,
+            code_archive=self.dead_code_reason,
         )
 
     def archived_status(self, assignment_id: str) -> AssignmentStatus | None:
@@ -205,6 +216,31 @@ class Store:
                 select(_ASSIGNMENT.c.status).where(_ASSIGNMENT.c.id == assignment_id)
             ).scalar_one_or_none()
         return None if status is None else AssignmentStatus(status)
+
+    def dead_code_reason(self, digest: str) -> str | None:
+        """Why a code no longer in memory stopped working, if this locker ever had it."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(_CREDENTIAL.c.id, _CREDENTIAL.c.revoked_at).where(
+                    _CREDENTIAL.c.digest == digest, _CREDENTIAL.c.live.is_(False)
+                )
+            ).all()
+            if not rows:
+                return None
+            if any(row.revoked_at is not None for row in rows):
+                return "revoked"
+            statuses = set(
+                conn.execute(
+                    select(_ASSIGNMENT.c.status)
+                    .join(_LINK, _LINK.c.assignment_id == _ASSIGNMENT.c.id)
+                    .where(_LINK.c.credential_id.in_([row.id for row in rows]))
+                ).scalars()
+            )
+        if AssignmentStatus.RECLAIMED.value in statuses:
+            return "expired"
+        if statuses == {AssignmentStatus.CANCELLED.value}:
+            return "revoked"
+        return "used"
 
     # ---------------------------------------------------------------- committing
 

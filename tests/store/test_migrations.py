@@ -146,9 +146,12 @@ def test_failing_migration_rolls_back_entirely(store: Store) -> None:
     with store.engine.begin() as conn:
         conn.execute(text("INSERT INTO locker (id, locker_id, service_seconds) VALUES (1, 'x', 0)"))
 
-    with pytest.raises(SchemaError, match="schema version 2 failed: disk said no"):
-        with store.engine.begin() as conn:
-            migrate(conn, (MIGRATIONS[0], _create_then_fail))
+    failing = (MIGRATIONS[0], _create_then_fail)
+    with (
+        pytest.raises(SchemaError, match="schema version 2 failed: disk said no"),
+        store.engine.begin() as conn,
+    ):
+        migrate(conn, failing)
 
     assert _user_version(store) == 1
     assert "half_done" not in _tables(store)
@@ -158,9 +161,8 @@ def test_failing_migration_rolls_back_entirely(store: Store) -> None:
 
 def test_failing_later_step_on_a_fresh_file_leaves_nothing_behind(store: Store) -> None:
     """Steps run in one transaction: step 1 succeeding does not survive step 2 failing."""
-    with pytest.raises(SchemaError, match="schema version 2"):
-        with store.engine.begin() as conn:
-            migrate(conn, (MIGRATIONS[0], _create_then_fail))
+    with pytest.raises(SchemaError, match="schema version 2"), store.engine.begin() as conn:
+        migrate(conn, (MIGRATIONS[0], _create_then_fail))
 
     assert _user_version(store) == 0
     assert _tables(store) == set()
@@ -276,26 +278,24 @@ def test_wal_mode_is_recorded_in_the_file(store: Store, db_path: Path) -> None:
 
 def test_foreign_keys_are_enforced(store: Store) -> None:
     store.migrate()
-    with pytest.raises(exc.IntegrityError, match="FOREIGN KEY"):
-        with store.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO assignment (id, kind, status, customer_ref, size, accessible,"
-                    " compartment_id, hold_seconds) VALUES"
-                    " ('a1', 'delivery', 'reserved', 'c', 'S', 0, 'NO-SUCH', 60)"
-                )
+    with pytest.raises(exc.IntegrityError, match="FOREIGN KEY"), store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO assignment (id, kind, status, customer_ref, size, accessible,"
+                " compartment_id, hold_seconds) VALUES"
+                " ('a1', 'delivery', 'reserved', 'c', 'S', 0, 'NO-SUCH', 60)"
             )
+        )
     assert store.execute_sql("SELECT count(*) FROM assignment") == [(0,)]
 
 
 def test_explicit_begin_makes_dml_transactional(store: Store) -> None:
     """pysqlite's own handling is off; our BEGIN must still make a block all-or-nothing."""
     store.migrate()
-    with pytest.raises(RuntimeError):
-        with store.engine.begin() as conn:
-            conn.execute(
-                text("INSERT INTO locker (id, locker_id, service_seconds) VALUES (1, 'x', 0)")
-            )
-            assert conn.connection.dbapi_connection.in_transaction
-            raise RuntimeError("abort")
+    with pytest.raises(RuntimeError), store.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO locker (id, locker_id, service_seconds) VALUES (1, 'x', 0)")
+        )
+        assert conn.connection.dbapi_connection.in_transaction
+        raise RuntimeError("abort")
     assert store.execute_sql("SELECT count(*) FROM locker") == [(0,)]

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import Connection, text
 
 from locker_agent.domain.credentials import CodeHasher
-from locker_agent.domain.errors import DuplicateAssignment
+from locker_agent.domain.errors import DomainError, DuplicateAssignment
 from locker_agent.domain.locker import Changes, Locker
 from locker_agent.domain.model import (
     DEFAULT_SIZES,
@@ -505,7 +509,7 @@ def test_a_commit_that_fails_midway_leaves_nothing_behind(
     def append_then_fail(
         self: Store, conn: Connection, events: Iterable[DomainEvent]
     ) -> list[StoredEvent]:
-        stored = real_append(self, conn, events)
+        real_append(self, conn, events)
         # inside the transaction the state change and the events are both there ...
         seen_inside["P2"] = conn.execute(
             text("SELECT status FROM assignment WHERE id = 'P2'")
@@ -591,3 +595,247 @@ def test_no_code_is_stored_in_the_database_files(db_path: Path, store: Store) ->
             assert code.encode() not in blob, f"code {code} is stored in the clear"
             assert code.encode("utf-16-le") not in blob
         assert SECRET not in blob
+
+
+# ------------------------------------------------------- random sequences, reloaded
+
+
+R_SPEC: Spec = (("c1", "S", False), ("c2", "M", True), ("c3", "L", False))
+R_CODES = ["PIN-Kilo-1", "PIN-Lima-2", "RET-Papa-1", "CUR-Romeo-1"]
+
+
+class ReloadMachine(RuleBasedStateMachine):
+    """Random transitions, each committed; the file must always rebuild the same locker.
+
+    After every step a brand-new Store reloads the file and must see exactly what memory
+    holds; a ``restart`` rule carries on with the reloaded locker, as the daemon would.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dir = tempfile.TemporaryDirectory()
+        self.path = Path(self._dir.name) / "state.db"
+        self.store = open_store(self.path)
+        self.locker = load(self.store, spec=R_SPEC)
+        self.minute = 0
+        self.committed = 0
+        self.serial = 0
+
+    def teardown(self) -> None:
+        self.store.close()
+        self._dir.cleanup()
+
+    def now(self) -> datetime:
+        self.minute += 1
+        return at(self.minute)
+
+    def new_id(self) -> str:
+        self.serial += 1
+        return f"p{self.serial}"
+
+    def known_id(self, index: int, *statuses: AssignmentStatus) -> str:
+        """Mostly an assignment in one of ``statuses``; else any the locker holds, else the
+        last one made (perhaps finished, perhaps never made)."""
+        held = sorted(self.locker.assignments)
+        wanted = [a for a in held if self.locker.assignments[a].status in statuses]
+        ids = (wanted if wanted and index else held) or [f"p{self.serial}"]
+        return ids[index % len(ids)]
+
+    def apply(self, transition: Callable[[], list[DomainEvent]]) -> None:
+        try:
+            events = transition()
+        except DomainError:
+            assert not self.locker.has_changes
+            return
+        stored = self.store.commit(self.locker, events)
+        assert [s.type for s in stored] == [e.type for e in events]
+        self.committed += len(stored)
+
+    @rule(code=st.sampled_from(R_CODES), size=st.sampled_from(["S", "M", "L"]),
+          customer=st.sampled_from(["ann", "bob", None]), fresh=st.integers(0, 5).map(bool))
+    def reserve(
+        self, code: str, size: str, customer: str | None, fresh: bool, aid: str | None = None
+    ) -> None:
+        if aid is None:
+            aid = self.new_id() if fresh else self.known_id(0)  # not fresh: a duplicate
+        self.apply(lambda: self.locker.reserve(
+            aid, pickup_code=code, now=self.now(), hold_seconds=3000, reservation_ttl_s=2000,
+            size=size, customer_ref=customer,
+        ))
+
+    def open_and_close(self, cid: str | None) -> None:
+        if cid is not None and cid in self.locker.intents:
+            self.apply(lambda: self.locker.door_changed(cid, DoorState.OPEN, now=self.now()))
+            self.apply(lambda: self.locker.door_changed(cid, DoorState.CLOSED, now=self.now()))
+
+    @rule(code=st.sampled_from(R_CODES), size=st.sampled_from(["S", "M", "L"]),
+          customer=st.sampled_from(["ann", "bob", None]))
+    def deliver(self, code: str, size: str, customer: str | None) -> None:
+        """The whole courier visit: reserve, open the door, put the parcel in, close."""
+        aid = self.new_id()
+        self.reserve(code, size, customer, fresh=False, aid=aid)
+        if aid in self.locker.assignments:
+            self.apply(lambda: self.locker.begin_deposit(aid, actor="courier", now=self.now()))
+            self.open_and_close(self.locker.assignments[aid].compartment_id)
+
+    @rule(code=st.sampled_from(R_CODES))
+    def collect(self, code: str) -> None:
+        """The whole customer visit: code, door opens, parcel out, door closes."""
+        before = set(self.locker.intents)
+        self.pickup(code)
+        for cid in sorted(set(self.locker.intents) - before):
+            self.open_and_close(cid)
+
+    @rule(index=st.integers(0, 3))
+    def begin_deposit(self, index: int) -> None:
+        aid = self.known_id(index, AssignmentStatus.RESERVED)
+        self.apply(lambda: self.locker.begin_deposit(aid, actor="courier", now=self.now()))
+
+    @rule(cid=st.sampled_from([c for c, _, _ in R_SPEC]),
+          door=st.sampled_from([DoorState.OPEN, DoorState.CLOSED, DoorState.CLOSED]))
+    def door(self, cid: str, door: DoorState) -> None:
+        self.apply(lambda: self.locker.door_changed(cid, door, now=self.now()))
+
+    @rule(index=st.integers(0, 2), close=st.integers(0, 4).map(bool))
+    def use_the_open_door(self, index: int, close: bool) -> None:
+        """Open the door someone is waiting at, and (mostly) close it again."""
+        if not self.locker.intents:
+            return
+        cid = sorted(self.locker.intents)[index % len(self.locker.intents)]
+        self.apply(lambda: self.locker.door_changed(cid, DoorState.OPEN, now=self.now()))
+        if close:
+            self.apply(lambda: self.locker.door_changed(cid, DoorState.CLOSED, now=self.now()))
+
+    @rule(code=st.sampled_from(R_CODES))
+    def pickup(self, code: str) -> None:
+        def go() -> list[DomainEvent]:
+            now = self.now()
+            credential = self.locker.authenticate(code, now=now, kinds=[CredentialKind.PICKUP])
+            return self.locker.begin_pickup(credential, now=now)
+
+        self.apply(go)
+
+    @rule(code=st.sampled_from(R_CODES))
+    def announce_return(self, code: str) -> None:
+        aid = self.new_id()
+        self.apply(lambda: self.locker.announce_return(
+            aid, size="S", return_code=code, now=self.now(), ttl_s=2000
+        ))
+
+    @rule(code=st.sampled_from(R_CODES))
+    def return_deposit(self, code: str) -> None:
+        def go() -> list[DomainEvent]:
+            now = self.now()
+            credential = self.locker.authenticate(code, now=now, kinds=[CredentialKind.RETURN])
+            return self.locker.begin_return_deposit(credential, now=now)
+
+        self.apply(go)
+
+    @rule(cid=st.sampled_from([c for c, _, _ in R_SPEC]), reclaim=st.booleans())
+    def courier_removal(self, cid: str, reclaim: bool) -> None:
+        begin = self.locker.begin_reclaim if reclaim else self.locker.begin_collect_return
+        self.apply(lambda: begin(cid, actor="courier", now=self.now()))
+
+    @rule(cid=st.sampled_from([c for c, _, _ in R_SPEC]))
+    def abandon(self, cid: str) -> None:
+        self.apply(lambda: self.locker.abandon_unlock(cid, reason="jam", now=self.now()))
+
+    @rule(cid=st.sampled_from([c for c, _, _ in R_SPEC]), now_and_then=st.integers(0, 3))
+    def operator_open(self, cid: str, now_and_then: int) -> None:
+        if now_and_then:
+            return
+        self.apply(lambda: self.locker.begin_operator_open(
+            cid, actor="op", reason="check", now=self.now()
+        ))
+
+    @rule(index=st.integers(0, 3), what=st.sampled_from(["cancel", "extend", "revoke"]))
+    def manage(self, index: int, what: str) -> None:
+        aid = self.known_id(index, AssignmentStatus.DEPOSITED, AssignmentStatus.RESERVED)
+        if what == "cancel":
+            self.apply(lambda: self.locker.cancel(aid, reason="cloud", now=self.now()))
+        elif what == "extend":
+            self.apply(lambda: self.locker.extend(aid, seconds=120, now=self.now()))
+        else:
+            self.apply(lambda: self.locker.revoke_codes(aid, now=self.now()))
+
+    @rule(cid=st.sampled_from([c for c, _, _ in R_SPEC]), in_service=st.integers(0, 4).map(bool))
+    def compartment_service(self, cid: str, in_service: bool) -> None:
+        self.apply(lambda: self.locker.set_compartment_service(
+            cid, in_service=in_service, reason="hinge", now=self.now()
+        ))
+
+    @rule(in_service=st.integers(0, 7).map(bool))
+    def locker_service(self, in_service: bool) -> None:
+        self.apply(lambda: self.locker.set_locker_service(
+            in_service=in_service, reason="flood", now=self.now()
+        ))
+
+    @rule(code=st.sampled_from(R_CODES), revoke=st.booleans())
+    def courier(self, code: str, revoke: bool) -> None:
+        if revoke:
+            self.apply(lambda: self.locker.revoke_courier("cx", now=self.now()))
+        else:
+            self.apply(lambda: self.locker.grant_courier(
+                "cx", code=code, expires_at=None, now=self.now()
+            ))
+
+    @rule(seconds=st.sampled_from([1.0, 120.0, 1000.0, 2500.0]))
+    def tick(self, seconds: float) -> None:
+        self.apply(lambda: self.locker.tick(seconds, now=self.now()))
+
+    @rule()
+    def restart(self) -> None:
+        self.store.close()
+        self.store = Store(self.path)
+        self.locker = load(self.store, spec=R_SPEC)
+
+    @invariant()
+    def the_file_rebuilds_the_same_locker(self) -> None:
+        assert state(reload(self.path, spec=R_SPEC)) == state(self.locker)
+
+    @invariant()
+    def every_event_is_in_outbox_and_audit_once(self) -> None:
+        outbox = self.store.execute_sql("SELECT event_id FROM outbox ORDER BY seq")
+        audit = self.store.execute_sql("SELECT event_id FROM audit ORDER BY id")
+        assert outbox == audit
+        assert len(outbox) == self.committed
+
+    @invariant()
+    def finished_assignments_are_archived_not_held(self) -> None:
+        for assignment in self.store.assignments():
+            assert (assignment.id in self.locker.assignments) != assignment.terminal
+            if assignment.terminal:
+                assert self.store.archived_status(assignment.id) is assignment.status
+
+
+ReloadMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=30, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+# shrinking a failure reloads the file thousands of times: give it room
+TestReloadMachine = pytest.mark.slow(pytest.mark.timeout(900)(ReloadMachine.TestCase))
+
+
+# -------------------------------------------------------------------- known bugs
+
+
+def test_read_only_load_of_an_unmigrated_file_is_a_store_error(db_path: Path) -> None:
+    unmigrated = Store(db_path)  # connecting creates the file; no migration has run
+    try:
+        with pytest.raises(StoreError, match="no locker"):
+            load(unmigrated, read_only=True)
+    finally:
+        unmigrated.close()
+
+
+def test_removing_a_compartment_with_an_unlock_in_progress_is_refused(
+    db_path: Path, store: Store
+) -> None:
+    locker = load(store)
+    store.commit(
+        locker, locker.begin_operator_open("A3", actor="op-1", reason="cleaning", now=at(0))
+    )
+    store.commit(locker, locker.door_changed("A3", DoorState.OPEN, now=at(1)))
+
+    with pytest.raises(StoreError, match="A3"):
+        reload(db_path, spec=[("A1", "S", False), ("A2", "M", False)])
