@@ -232,6 +232,23 @@ class MqttConfig(_Section):
     key_file: Path | None = None
     topic_prefix: str = "lockers"
     keepalive_s: int = Field(default=60, ge=5, le=3600)
+    operator_public_key: str | None = Field(default=None, min_length=1)
+    """Ed25519 key (base64 of 32 bytes, or a PEM file) that signs door-opening commands;
+    when set, ``open``, ``remote_pickup`` and ``clear_alarm`` must carry a valid signature."""
+    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
+    reconnect_max_s: float = Field(default=120.0, gt=0, le=3600)
+    """Reconnect backoff doubles from min to max, with full jitter, so a fleet does not
+    stampede a restarted broker."""
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, le=2**32 - 1)
+    """MQTT 5 session expiry: the broker keeps QoS 1 commands for an offline locker this long."""
+    max_inflight: int = Field(default=20, ge=1, le=1000)
+    """Events published and awaiting the broker's PUBACK at once."""
+    command_horizon_h: float = Field(default=168, gt=0, le=24 * 30)
+    """A command's expires_at may lie at most this far ahead; command ids are remembered as
+    long, so a command can never be applied twice while it is still valid."""
+    max_outbox_events: int = Field(default=200_000, ge=1000)
+    """Unpublished events kept while offline. At 80 % an alarm is raised; beyond it the oldest
+    are dropped and an ``outbox_overflow`` event says exactly which seqs were lost."""
 
     @field_validator("topic_prefix")
     @classmethod
@@ -280,7 +297,11 @@ class Policies(_Section):
     """Wrong codes within ``lockout_window_s`` that lock the keypad out."""
     lockout_window_s: float = Field(default=300, gt=0)
     lockout_duration_s: float = Field(default=900, gt=0)
-    telemetry_interval_s: float = Field(default=300, gt=0)
+    telemetry_interval_s: float = Field(default=300, ge=10)
+    remote_open_limit: int = Field(default=6, ge=0, le=100)
+    """Doors the network may open (``open``, ``remote_pickup``) within remote_open_window_s;
+    one more raises an alarm and locks remote opening until an operator clears it."""
+    remote_open_window_s: float = Field(default=300, gt=0, le=86400)
 
 
 class CompartmentConfig(_Section):

@@ -24,7 +24,7 @@ from locker_agent.domain.errors import DomainError, InvalidCode
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import CredentialKind, DomainEvent, DoorState
 from locker_agent.hardware.interfaces import CodeEntry, DoorSensors, HardwareError, LockDriver
-from locker_agent.store import Store, StoredEvent
+from locker_agent.store import InboxRecord, Store, StoredEvent
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +95,19 @@ class LockerService:
         """Be told about every committed batch of events (the cloud link listens here)."""
         self._listeners.append(listener)
 
-    def apply(self, transition: Transition) -> list[StoredEvent]:
+    def apply(
+        self,
+        transition: Transition,
+        *,
+        inbox: Callable[[Sequence[DomainEvent]], InboxRecord] | None = None,
+        policy_overrides: Mapping[str, object] | None = None,
+    ) -> list[StoredEvent]:
         """Run one domain transition and commit its changes and events together.
 
         A refused transition (DomainError) changed nothing and is re-raised. If the commit
         fails, memory is rebuilt from the file, so memory never claims what the disk lacks.
+        ``inbox`` builds the record of the command that asked for this (from the events it
+        produced); it is committed in the same transaction, as are ``policy_overrides``.
         """
         try:
             events = transition()
@@ -108,10 +116,13 @@ class LockerService:
         except Exception:
             self.locker = self._reload()
             raise
-        if not events and not self.locker.has_changes:
+        record = inbox(events) if inbox is not None else None
+        if not events and not self.locker.has_changes and record is None and not policy_overrides:
             return []
         try:
-            stored = self.store.commit(self.locker, events)
+            stored = self.store.commit(
+                self.locker, events, inbox=record, policy_overrides=policy_overrides
+            )
         except Exception:
             logger.exception("commit failed; reloading state from the database")
             self.locker = self._reload()

@@ -60,3 +60,9 @@ class CodeCollision(DomainError):
 
 class OutOfService(DomainError):
     code = "out_of_service"
+
+
+class RemoteOpenRefused(DomainError):
+    """Remote opening is locked by the burst alarm, or this opening would exceed the limit."""
+
+    code = "remote_open_refused"

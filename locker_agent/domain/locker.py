@@ -30,6 +30,7 @@ from locker_agent.domain.errors import (
     InvalidTransition,
     LockerFull,
     OutOfService,
+    RemoteOpenRefused,
     UnknownAssignment,
     UnknownCompartment,
 )
@@ -91,6 +92,7 @@ class Locker:
         sizes: Sequence[str] = DEFAULT_SIZES,
         clock: ServiceClock | None = None,
         out_of_service_reason: str | None = None,
+        remote_open_lockout: str | None = None,
         assignments: Iterable[Assignment] = (),
         credentials: Iterable[Credential] = (),
         intents: Iterable[UnlockIntent] = (),
@@ -105,6 +107,7 @@ class Locker:
         self.intents = {i.compartment_id: i for i in intents}
         self.clock = clock or ServiceClock()
         self.out_of_service_reason = out_of_service_reason
+        self.remote_open_lockout = remote_open_lockout
         self._hasher = hasher
         self._archive = archive
         self._code_archive = code_archive
@@ -392,6 +395,30 @@ class Locker:
         self._touch(credential)
         return events
 
+    def begin_remote_pickup(
+        self, assignment_id: str, *, actor: str, now: datetime
+    ) -> list[DomainEvent]:
+        """The customer pressed "open" in the app: open this parcel's compartment, no other."""
+        self._require_in_service()
+        self._require_remote_open_allowed()
+        assignment = self._assignment(assignment_id)
+        if assignment.kind is not AssignmentKind.DELIVERY or assignment.status is not S.DEPOSITED:
+            raise InvalidTransition(
+                f"assignment {assignment_id} is {assignment.status.value}, not deposited",
+                field="assignment_id",
+            )
+        assert assignment.compartment_id is not None
+        self._require_openable(assignment.compartment_id)
+        ids = {
+            a for a in self.compartments[assignment.compartment_id].assignment_ids
+            if self.assignments[a].status is S.DEPOSITED
+            and self.assignments[a].customer_ref == assignment.customer_ref
+        }
+        return [
+            self._begin(assignment.compartment_id, UnlockPurpose.PICKUP, actor, ids, now,
+                        reason="remote_pickup")
+        ]
+
     def begin_deposit(self, assignment_id: str, *, actor: str, now: datetime) -> list[DomainEvent]:
         """Open a reserved parcel's compartment for the courier to put it in."""
         self._require_in_service()
@@ -454,12 +481,14 @@ class Locker:
         )
 
     def begin_operator_open(
-        self, compartment_id: str, *, actor: str, reason: str, now: datetime
+        self, compartment_id: str, *, actor: str, reason: str, now: datetime, remote: bool = False
     ) -> list[DomainEvent]:
         """An operator opens one compartment; it changes no parcel's state."""
         if not reason:
             raise DomainError("an operator opening needs a reason", field="reason")
-        self._require_openable(compartment_id)
+        if remote:
+            self._require_remote_open_allowed()
+        self._require_openable(compartment_id, allow_out_of_service=True)
         return [
             self._begin(compartment_id, UnlockPurpose.OPERATOR, actor, set(), now, reason=reason)
         ]
@@ -574,6 +603,25 @@ class Locker:
         if in_service:
             return [self._event("back_in_service", now)]
         return [self._event("out_of_service", now, reason=reason)]
+
+    def trip_remote_open_alarm(self, *, reason: str, now: datetime) -> list[DomainEvent]:
+        """Refuse every remote opening from now on, until an operator clears the alarm."""
+        if self.remote_open_lockout is not None:
+            return []
+        self.remote_open_lockout = reason
+        self._changes.locker = True
+        return [self._event("remote_open_alarm", now, reason=reason)]
+
+    def clear_remote_open_alarm(
+        self, *, operator: str, reason: str, now: datetime
+    ) -> list[DomainEvent]:
+        if self.remote_open_lockout is None:
+            raise InvalidTransition("there is no remote-open alarm to clear")
+        self.remote_open_lockout = None
+        self._changes.locker = True
+        return [
+            self._event("remote_open_alarm_cleared", now, operator=operator, reason=reason)
+        ]
 
     def tick(self, elapsed: float, *, now: datetime) -> list[DomainEvent]:
         """Let ``elapsed`` seconds pass: expire parcels and lapse reservations that are due."""
@@ -880,6 +928,13 @@ class Locker:
         if assignment.compartment_id in self.intents:
             raise InvalidTransition(
                 f"compartment {assignment.compartment_id} is open for {assignment.id} right now"
+            )
+
+    def _require_remote_open_allowed(self) -> None:
+        if self.remote_open_lockout is not None:
+            raise RemoteOpenRefused(
+                "remote opening is locked after a burst of remote openings "
+                f"({self.remote_open_lockout}); an operator must clear the alarm"
             )
 
     def _require_in_service(self) -> None:

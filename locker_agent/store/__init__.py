@@ -1,5 +1,5 @@
 """Durable state: SQLite through SQLModel, with a transactional outbox."""
 
-from locker_agent.store.repository import Store, StoredEvent, StoreError
+from locker_agent.store.repository import InboxRecord, Store, StoredEvent, StoreError
 
-__all__ = ["Store", "StoreError", "StoredEvent"]
+__all__ = ["InboxRecord", "Store", "StoreError", "StoredEvent"]

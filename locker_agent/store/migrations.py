@@ -111,7 +111,27 @@ CREATE TABLE audit (
 CREATE INDEX ix_audit_type ON audit (type);
 """
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+def _v2_cloud_link(conn: Connection) -> None:
+    """The cloud link: an inbox of command ids (at-most-once), the remote-open alarm latch
+    and runtime policy overrides set by the cloud."""
+    for statement in V2_DDL.split(";"):
+        if statement.strip():
+            conn.execute(text(statement))
+
+
+V2_DDL = """
+ALTER TABLE locker ADD COLUMN remote_open_lockout VARCHAR;
+ALTER TABLE locker ADD COLUMN policy_overrides VARCHAR NOT NULL DEFAULT '{}';
+CREATE TABLE inbox (
+    command_id VARCHAR NOT NULL PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    received_at TEXT NOT NULL,
+    reply VARCHAR NOT NULL
+);
+CREATE INDEX ix_inbox_received_at ON inbox (received_at);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_cloud_link)
 """Migration ``i`` takes a database from version ``i`` to ``i + 1``."""
 
 CURRENT_VERSION = len(MIGRATIONS)

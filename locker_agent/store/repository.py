@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ from locker_agent.store.tables import (
     CompartmentRow,
     CredentialAssignmentRow,
     CredentialRow,
+    InboxRow,
     LockerRow,
     OutboxRow,
     UnlockIntentRow,
@@ -54,12 +55,23 @@ _LINK = CredentialAssignmentRow.__table__  # type: ignore[attr-defined]
 _INTENT = UnlockIntentRow.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditRow.__table__  # type: ignore[attr-defined]
+_INBOX = InboxRow.__table__  # type: ignore[attr-defined]
 
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
 
 
 class StoreError(Exception):
     """The stored state cannot be used as it is (says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class InboxRecord:
+    """A command as remembered for at-most-once: its id, name, arrival and the reply given."""
+
+    command_id: str
+    name: str
+    received_at: datetime
+    reply: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -203,6 +215,7 @@ class Store:
             sizes=sizes,
             clock=ServiceClock(float(locker_row["service_seconds"])),
             out_of_service_reason=locker_row["out_of_service_reason"],
+            remote_open_lockout=locker_row["remote_open_lockout"],
             assignments=assignments,
             credentials=credentials,
             intents=intents,
@@ -244,12 +257,70 @@ class Store:
 
     # ---------------------------------------------------------------- committing
 
-    def commit(self, locker: Locker, events: Sequence[DomainEvent]) -> list[StoredEvent]:
-        """Write everything ``locker`` changed and ``events``, in one transaction."""
+    def commit(
+        self,
+        locker: Locker,
+        events: Sequence[DomainEvent],
+        *,
+        inbox: InboxRecord | None = None,
+        policy_overrides: Mapping[str, Any] | None = None,
+    ) -> list[StoredEvent]:
+        """Write everything ``locker`` changed and ``events``, in one transaction.
+
+        ``inbox`` records the command that caused it (with its reply) in the same transaction,
+        so a command is applied at most once even across a power cut.
+        """
         changes = locker.take_changes()
         with self.engine.begin() as conn:
             self._write_changes(conn, locker, changes)
+            if inbox is not None:
+                self._write_inbox(conn, inbox)
+            if policy_overrides is not None:
+                conn.execute(
+                    update(_LOCKER).where(_LOCKER.c.id == 1).values(
+                        policy_overrides=json.dumps(dict(policy_overrides), sort_keys=True)
+                    )
+                )
             return self._append_events(conn, events)
+
+    # --------------------------------------------------------------------- inbox
+
+    def inbox_reply(self, command_id: str) -> dict[str, Any] | None:
+        """The reply already given to ``command_id``, if it was seen before."""
+        with self.engine.connect() as conn:
+            reply = conn.execute(
+                select(_INBOX.c.reply).where(_INBOX.c.command_id == command_id)
+            ).scalar_one_or_none()
+        return None if reply is None else dict(json.loads(reply))
+
+    def record_command(self, record: InboxRecord) -> None:
+        """Remember a command that changed nothing (refused, or a query) with its reply."""
+        with self.engine.begin() as conn:
+            self._write_inbox(conn, record)
+
+    def prune_inbox(self, before: datetime) -> int:
+        """Forget commands received before ``before``; they can no longer be valid anyway."""
+        with self.engine.begin() as conn:
+            result = conn.execute(delete(_INBOX).where(_INBOX.c.received_at < before))
+            return int(result.rowcount or 0)
+
+    def policy_overrides(self) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            raw = conn.execute(select(_LOCKER.c.policy_overrides)).scalar_one_or_none()
+        return dict(json.loads(raw)) if raw else {}
+
+    @staticmethod
+    def _write_inbox(conn: Connection, record: InboxRecord) -> None:
+        conn.execute(
+            insert(_INBOX)
+            .values(
+                command_id=record.command_id,
+                name=record.name,
+                received_at=record.received_at,
+                reply=json.dumps(record.reply, sort_keys=True, default=str),
+            )
+            .on_conflict_do_nothing()
+        )
 
     def save_clock(self, locker: Locker) -> None:
         with self.engine.begin() as conn:
@@ -301,6 +372,7 @@ class Store:
             .values(
                 service_seconds=locker.clock.seconds,
                 out_of_service_reason=locker.out_of_service_reason,
+                remote_open_lockout=locker.remote_open_lockout,
             )
         )
 
@@ -363,6 +435,14 @@ class Store:
                     )
                 ).scalar_one()
             )
+
+    def last_seq(self) -> int:
+        """The highest seq ever given to an event (0 if none)."""
+        with self.engine.connect() as conn:
+            seq = conn.execute(
+                text("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
+            ).scalar_one_or_none()
+        return int(seq or 0)
 
     def all_events(self) -> list[StoredEvent]:
         """Every event still in the outbox, published or not, in ``seq`` order."""

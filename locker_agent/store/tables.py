@@ -38,6 +38,8 @@ class LockerRow(SQLModel, table=True):
     locker_id: str
     service_seconds: float = 0.0
     out_of_service_reason: str | None = None
+    remote_open_lockout: str | None = None
+    policy_overrides: str = "{}"  # JSON object set by the cloud's set_config
 
 
 class CompartmentRow(SQLModel, table=True):
@@ -132,3 +134,14 @@ class AuditRow(SQLModel, table=True):
     compartment_id: str | None = None
     assignment_id: str | None = None
     payload: str
+
+
+class InboxRow(SQLModel, table=True):
+    """Commands seen, with the reply given: a redelivered id gets the same reply, applied once."""
+
+    __tablename__ = "inbox"
+
+    command_id: str = Field(primary_key=True)
+    name: str
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    reply: str  # JSON

@@ -30,6 +30,7 @@ EXPECTED_TABLES = {
     "unlock_intent",
     "outbox",
     "audit",
+    "inbox",
 }
 
 
@@ -146,14 +147,16 @@ def test_failing_migration_rolls_back_entirely(store: Store) -> None:
     with store.engine.begin() as conn:
         conn.execute(text("INSERT INTO locker (id, locker_id, service_seconds) VALUES (1, 'x', 0)"))
 
-    failing = (MIGRATIONS[0], _create_then_fail)
+    failing = (*MIGRATIONS, _create_then_fail)
     with (
-        pytest.raises(SchemaError, match="schema version 2 failed: disk said no"),
+        pytest.raises(
+            SchemaError, match=f"schema version {CURRENT_VERSION + 1} failed: disk said no"
+        ),
         store.engine.begin() as conn,
     ):
         migrate(conn, failing)
 
-    assert _user_version(store) == 1
+    assert _user_version(store) == CURRENT_VERSION
     assert "half_done" not in _tables(store)
     assert _tables(store) == EXPECTED_TABLES
     assert store.execute_sql("SELECT locker_id FROM locker") == [("x",)]
@@ -176,9 +179,9 @@ def test_a_successful_second_migration_bumps_the_version(store: Store) -> None:
         conn.execute(text("CREATE TABLE extra (id INTEGER PRIMARY KEY)"))
 
     with store.engine.begin() as conn:
-        assert migrate(conn, (MIGRATIONS[0], add_table)) == [2]
+        assert migrate(conn, (*MIGRATIONS, add_table)) == [CURRENT_VERSION + 1]
 
-    assert _user_version(store) == 2
+    assert _user_version(store) == CURRENT_VERSION + 1
     assert "extra" in _tables(store)
 
 
@@ -299,3 +302,24 @@ def test_explicit_begin_makes_dml_transactional(store: Store) -> None:
         assert conn.connection.dbapi_connection.in_transaction
         raise RuntimeError("abort")
     assert store.execute_sql("SELECT count(*) FROM locker") == [(0,)]
+
+
+def test_a_version_1_locker_upgrades_to_the_cloud_link_schema_keeping_its_data(
+    store: Store,
+) -> None:
+    """The shipped upgrade path: a database written by the first release, then migrated."""
+    with store.engine.begin() as conn:
+        assert migrate(conn, MIGRATIONS[:1]) == [1]
+        conn.execute(text(
+            "INSERT INTO locker (id, locker_id, service_seconds) VALUES (1, 'old-locker', 42.5)"
+        ))
+        conn.execute(text(
+            "INSERT INTO compartment (id, position, size, accessible, door) "
+            "VALUES ('A01', 0, 'S', 0, 'closed')"
+        ))
+    assert store.migrate() == list(range(2, CURRENT_VERSION + 1))
+    assert store.execute_sql(
+        "SELECT locker_id, service_seconds, remote_open_lockout, policy_overrides FROM locker"
+    ) == [("old-locker", 42.5, None, "{}")]
+    assert store.execute_sql("SELECT id, door FROM compartment") == [("A01", "closed")]
+    assert "inbox" in _tables(store)

@@ -1,0 +1,1 @@
+"""The cloud link: MQTT contract, commands, the event stream and presence."""

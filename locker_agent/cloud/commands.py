@@ -1,0 +1,405 @@
+"""Commands from the cloud: validated, policed, applied at most once, always answered.
+
+:meth:`CommandProcessor.handle` takes the raw bytes of a message on ``cmd/{name}`` and returns
+the :class:`Reply` to send; it never raises for anything a sender can put in a message. A
+command id is applied at most once: the inbox row with the reply is committed in the same
+transaction as the change it made, and a redelivered id gets its original reply again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ValidationError
+
+from locker_agent import __version__
+from locker_agent.cloud import contract as c
+from locker_agent.cloud.policies import RuntimePolicies
+from locker_agent.cloud.signing import canonical_command, verify
+from locker_agent.domain.errors import DomainError, RemoteOpenRefused
+from locker_agent.domain.model import AssignmentStatus, DomainEvent
+from locker_agent.domain.remote_open import RemoteOpenLimiter
+from locker_agent.report import assignment_rows
+from locker_agent.service import LockerService
+from locker_agent.store import InboxRecord
+
+logger = logging.getLogger(__name__)
+
+
+class CommandRefused(Exception):
+    """A command that cannot be applied; becomes an error reply."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.field = code, message, field
+
+
+class CommandProcessor:
+    def __init__(
+        self,
+        service: LockerService,
+        *,
+        policies: RuntimePolicies,
+        operator_key: Ed25519PublicKey | None = None,
+        horizon: timedelta = timedelta(days=7),
+        monotonic: Callable[[], float] = time.monotonic,
+        boot_id: str = "",
+        compartment_view: Callable[[str], dict[str, Any]] | None = None,
+    ) -> None:
+        self.service = service
+        self.policies = policies
+        self._operator_key = operator_key
+        self._horizon = horizon
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self._boot_id = boot_id
+        self._compartment_view = compartment_view
+        self._limiter = RemoteOpenLimiter(policies.remote_open_limit, policies.remote_open_window_s)
+        self.refused = 0
+        self.on_policies_changed: list[Callable[[RuntimePolicies], None]] = []
+
+    @property
+    def locker_id(self) -> str:
+        return self.service.locker.locker_id
+
+    # ---------------------------------------------------------------- entry point
+
+    def handle(self, name: str, payload: bytes, *, retained: bool = False) -> c.Reply:
+        """Turn one message on ``cmd/{name}`` into its reply; never raises for bad input."""
+        command_id: str | None = None
+        try:
+            raw = self._parse(payload)
+            command_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+            if retained:
+                raise CommandRefused(
+                    "retained", "commands must not be retained; it was not applied", "retain"
+                )
+            envelope = self._envelope(raw)
+            command_id = envelope.id
+            earlier = self.service.store.inbox_reply(envelope.id)
+            if earlier is not None:
+                logger.info(
+                    "duplicate command answered from the inbox",
+                    extra={"fields": {"command": name, "command_id": envelope.id}},
+                )
+                return c.Reply.model_validate(earlier)
+            return self._apply(name, envelope, raw)
+        except CommandRefused as refusal:
+            self.refused += 1
+            logger.warning(
+                "command refused",
+                extra={"fields": {"command": name, "command_id": command_id,
+                                  "code": refusal.code, "field": refusal.field}},
+            )
+            return self._error(command_id, name, refusal.code, refusal.message, refusal.field)
+        except Exception:  # a bug must cost one reply, never the link
+            logger.exception("command failed", extra={"fields": {"command": name}})
+            return self._error(command_id, name, "internal", "the locker could not do that")
+
+    # -------------------------------------------------------------------- parsing
+
+    @staticmethod
+    def _parse(payload: bytes) -> dict[str, Any]:
+        if len(payload) > c.MAX_PAYLOAD_BYTES:
+            raise CommandRefused(
+                "payload_too_large",
+                f"the payload is {len(payload)} bytes; the limit is {c.MAX_PAYLOAD_BYTES}",
+            )
+        try:
+            raw = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise CommandRefused("invalid_json", f"the payload is not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise CommandRefused("invalid_json", "the payload must be a JSON object")
+        return raw
+
+    def _envelope(self, raw: dict[str, Any]) -> c.CommandEnvelope:
+        envelope = _validate(c.CommandEnvelope, raw, prefix="")
+        now = self.service.now()
+        if envelope.expires_at <= now:
+            raise CommandRefused(
+                "expired", f"the command expired at {envelope.expires_at.isoformat()}",
+                "expires_at",
+            )
+        if envelope.expires_at > now + self._horizon:
+            raise CommandRefused(
+                "invalid",
+                f"expires_at may be at most {self._horizon} ahead of the locker's clock",
+                "expires_at",
+            )
+        return envelope
+
+    def _apply(self, name: str, envelope: c.CommandEnvelope, raw: dict[str, Any]) -> c.Reply:
+        model = c.COMMAND_ARGS.get(name)
+        if model is None:
+            refusal = CommandRefused(
+                "unknown_command", f"unknown command {name!r}; known: "
+                + ", ".join(sorted(c.COMMAND_ARGS)), "command",
+            )
+            return self._refuse_and_remember(envelope, name, refusal)
+        try:
+            args = _validate(model, envelope.args, prefix="args.")
+            self._check_signature(name, raw)
+        except CommandRefused as refusal:
+            return self._refuse_and_remember(envelope, name, refusal)
+        handler: Callable[[Any, Callable[[dict[str, Any]], InboxRecordFactory]], dict[str, Any]]
+        handler = getattr(self, f"_cmd_{name}")
+        received = self.service.now()
+
+        def remember(result: dict[str, Any]) -> InboxRecordFactory:
+            reply = c.Reply(id=envelope.id, ok=True, command=name, result=result)
+            return lambda _events: InboxRecord(
+                envelope.id, name, received, reply.model_dump(mode="json")
+            )
+
+        try:
+            result = handler(args, remember)
+        except DomainError as exc:
+            field = f"args.{exc.field}" if exc.field else None
+            return self._refuse_and_remember(
+                envelope, name, CommandRefused(exc.code, exc.message, field)
+            )
+        logger.info(
+            "command applied", extra={"fields": {"command": name, "command_id": envelope.id}}
+        )
+        return c.Reply(id=envelope.id, ok=True, command=name, result=result)
+
+    def _refuse_and_remember(
+        self, envelope: c.CommandEnvelope, name: str, refusal: CommandRefused
+    ) -> c.Reply:
+        reply = self._error(envelope.id, name, refusal.code, refusal.message, refusal.field)
+        self.refused += 1
+        logger.warning(
+            "command refused",
+            extra={"fields": {"command": name, "command_id": envelope.id,
+                              "code": refusal.code, "field": refusal.field}},
+        )
+        self.service.store.record_command(
+            InboxRecord(envelope.id, name, self.service.now(), reply.model_dump(mode="json"))
+        )
+        return reply
+
+    def _check_signature(self, name: str, raw: dict[str, Any]) -> None:
+        if self._operator_key is None or name not in c.SIGNED_COMMANDS:
+            return
+        message = canonical_command(
+            self.locker_id, name, raw.get("id"), raw.get("expires_at"), raw.get("args") or {}
+        )
+        if not verify(self._operator_key, message, raw.get("signature")):
+            raise CommandRefused(
+                "bad_signature",
+                f"{name} must carry a valid operator signature on this locker", "signature",
+            )
+
+    @staticmethod
+    def _error(
+        command_id: str | None, name: str | None, code: str, message: str,
+        field: str | None = None,
+    ) -> c.Reply:
+        return c.Reply(
+            id=command_id, ok=False, command=name,
+            error=c.ErrorBody(code=code, message=message, field=field),
+        )
+
+    # ------------------------------------------------------------------ commands
+
+    def _commit(
+        self,
+        transition: Callable[[], list[DomainEvent]],
+        result: dict[str, Any],
+        remember: Callable[[dict[str, Any]], InboxRecordFactory],
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        self.service.apply(transition, inbox=remember(result), **kwargs)
+        return result
+
+    def _cmd_assign(self, a: c.AssignArgs, remember: Remember) -> dict[str, Any]:
+        locker, now = self.service.locker, self.service.now()
+        hold_h = a.hold_period_h or self.policies.hold_period_h
+        events = locker.reserve(
+            a.assignment_id, pickup_code=a.pickup_code, now=now, hold_seconds=hold_h * 3600,
+            reservation_ttl_s=self.policies.reservation_ttl_h * 3600, size=a.size,
+            compartment_id=a.compartment_id, accessible=a.accessible,
+            customer_ref=a.customer_ref, barcode=a.barcode,
+        )
+        compartment = locker.assignments[a.assignment_id].compartment_id or ""
+        result = {
+            "assignment_id": a.assignment_id,
+            "compartment_id": compartment,
+            "label": self.service.label(compartment),
+            "size": locker.compartments[compartment].size,
+        }
+        return self._commit(lambda: events, result, remember)
+
+    def _cmd_cancel(self, a: c.CancelArgs, remember: Remember) -> dict[str, Any]:
+        locker = self.service.locker
+        events = locker.cancel(a.assignment_id, reason=a.reason, now=self.service.now())
+        status = locker.assignments.get(a.assignment_id)
+        result = {
+            "assignment_id": a.assignment_id,
+            "status": status.status.value if status else AssignmentStatus.CANCELLED.value,
+        }
+        return self._commit(lambda: events, result, remember)
+
+    def _cmd_extend(self, a: c.ExtendArgs, remember: Remember) -> dict[str, Any]:
+        locker = self.service.locker
+        events = locker.extend(a.assignment_id, seconds=a.hours * 3600, now=self.service.now())
+        assignment = locker.assignments[a.assignment_id]
+        remaining = (
+            locker.clock.remaining(assignment.hold_deadline)
+            if assignment.hold_deadline is not None else assignment.hold_seconds
+        )
+        result = {"assignment_id": a.assignment_id, "hold_remaining_s": round(remaining)}
+        return self._commit(lambda: events, result, remember)
+
+    def _cmd_announce_return(self, a: c.AnnounceReturnArgs, remember: Remember) -> dict[str, Any]:
+        valid_h = a.valid_h or self.policies.reservation_ttl_h
+        events = self.service.locker.announce_return(
+            a.assignment_id, size=a.size, return_code=a.return_code, now=self.service.now(),
+            ttl_s=valid_h * 3600, customer_ref=a.customer_ref,
+        )
+        return self._commit(lambda: events, {"assignment_id": a.assignment_id}, remember)
+
+    def _cmd_grant_courier(self, a: c.GrantCourierArgs, remember: Remember) -> dict[str, Any]:
+        events = self.service.locker.grant_courier(
+            a.courier_id, code=a.code, expires_at=a.expires_at, now=self.service.now()
+        )
+        return self._commit(lambda: events, {"courier_id": a.courier_id}, remember)
+
+    def _cmd_revoke_courier(self, a: c.RevokeCourierArgs, remember: Remember) -> dict[str, Any]:
+        events = self.service.locker.revoke_courier(a.courier_id, now=self.service.now())
+        return self._commit(lambda: events, {"courier_id": a.courier_id}, remember)
+
+    def _cmd_revoke_code(self, a: c.RevokeCodeArgs, remember: Remember) -> dict[str, Any]:
+        events = self.service.locker.revoke_codes(a.assignment_id, now=self.service.now())
+        return self._commit(lambda: events, {"assignment_id": a.assignment_id}, remember)
+
+    def _cmd_remote_pickup(self, a: c.RemotePickupArgs, remember: Remember) -> dict[str, Any]:
+        self._police_remote_open(remember)
+        locker = self.service.locker
+        events = locker.begin_remote_pickup(
+            a.assignment_id, actor="customer_app", now=self.service.now()
+        )
+        self._limiter.record(self._monotonic())
+        compartment = events[0].compartment_id or ""
+        result = {"compartment_id": compartment, "label": self.service.label(compartment)}
+        return self._commit(lambda: events, result, remember)
+
+    def _cmd_open(self, a: c.OpenArgs, remember: Remember) -> dict[str, Any]:
+        self._police_remote_open(remember)
+        events = self.service.locker.begin_operator_open(
+            a.compartment_id, actor=f"operator:{a.operator}", reason=a.reason,
+            now=self.service.now(), remote=True,
+        )
+        self._limiter.record(self._monotonic())
+        result = {"compartment_id": a.compartment_id, "label": self.service.label(a.compartment_id)}
+        return self._commit(lambda: events, result, remember)
+
+    def _police_remote_open(self, remember: Remember) -> None:
+        """Refuse a remote opening over the limit, and raise the alarm that locks them all."""
+        locker = self.service.locker
+        if locker.remote_open_lockout is not None:
+            return  # the domain refuses it with the reason
+        if self._limiter.would_exceed(self._monotonic()):
+            limit = self._limiter.limit
+            window = self._limiter.window_s
+            reason = f"more than {limit} remote openings within {window:g} s"
+            refusal = RemoteOpenRefused(
+                f"remote opening refused: {reason}; an operator must clear the alarm"
+            )
+            events = locker.trip_remote_open_alarm(reason=reason, now=self.service.now())
+            self.service.apply(lambda: events)
+            raise refusal
+
+    def _cmd_set_service(self, a: c.SetServiceArgs, remember: Remember) -> dict[str, Any]:
+        locker, now = self.service.locker, self.service.now()
+        if a.compartment_id is None:
+            events = locker.set_locker_service(in_service=a.in_service, reason=a.reason, now=now)
+        else:
+            events = locker.set_compartment_service(
+                a.compartment_id, in_service=a.in_service, reason=a.reason, now=now
+            )
+        result = {"compartment_id": a.compartment_id, "in_service": a.in_service}
+        return self._commit(lambda: events, result, remember)
+
+    def _cmd_clear_alarm(self, a: c.ClearAlarmArgs, remember: Remember) -> dict[str, Any]:
+        events = self.service.locker.clear_remote_open_alarm(
+            operator=a.operator, reason=a.reason, now=self.service.now()
+        )
+        self._limiter.reset()
+        return self._commit(lambda: events, {"cleared": True}, remember)
+
+    def _cmd_set_config(self, a: c.SetConfigArgs, remember: Remember) -> dict[str, Any]:
+        changes = a.model_dump(exclude_none=True)
+        updated = self.policies.with_changes(changes)
+        overrides = {**self.service.store.policy_overrides(), **changes}
+        now = self.service.now()
+        event = DomainEvent("config_changed", now, data={"changes": changes})
+        result = {"policies": updated.as_dict()}
+        self._commit(lambda: [event], result, remember, policy_overrides=overrides)
+        self.policies = updated
+        self._limiter.limit = updated.remote_open_limit
+        self._limiter.window_s = updated.remote_open_window_s
+        for listener in self.on_policies_changed:
+            listener(updated)
+        return result
+
+    def _cmd_ping(self, a: c.EmptyArgs, remember: Remember) -> dict[str, Any]:
+        result = {
+            "pong": True,
+            "version": __version__,
+            "boot_id": self._boot_id,
+            "uptime_s": round(self._monotonic() - self._started, 3),
+            "time": self.service.now().isoformat(),
+        }
+        self.service.store.record_command(remember(result)([]))
+        return result
+
+    def _cmd_sync(self, a: c.EmptyArgs, remember: Remember) -> dict[str, Any]:
+        locker = self.service.locker
+        view = self._compartment_view or (lambda cid: {"id": cid})
+        result = {
+            "locker_id": locker.locker_id,
+            "in_service": locker.in_service,
+            "out_of_service_reason": locker.out_of_service_reason,
+            "remote_open_lockout": locker.remote_open_lockout,
+            "free_by_size": locker.free_by_size(),
+            "compartments": [view(cid) for cid in locker.compartments],
+            "assignments": assignment_rows(locker),
+            "policies": self.policies.as_dict(),
+            "last_seq": self.service.store.last_seq(),
+            "outbox_depth": self.service.store.outbox_depth(),
+            "at": self.service.now().isoformat(),
+        }
+        self.service.store.record_command(remember(result)([]))
+        return result
+
+
+InboxRecordFactory = Callable[[Sequence[DomainEvent]], InboxRecord]
+Remember = Callable[[dict[str, Any]], InboxRecordFactory]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate(model: type[M], raw: object, *, prefix: str) -> M:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = prefix + c.field_path(tuple(first["loc"])) if first["loc"] else prefix.rstrip(".")
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif first["type"] == "missing":
+            message = "required field is missing"
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise CommandRefused("invalid", f"{field or 'payload'}: {message}{suffix}",
+                             field or None) from None

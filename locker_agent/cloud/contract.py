@@ -1,0 +1,280 @@
+"""The MQTT contract between a locker and the cloud, as pydantic models.
+
+These models are the single source of truth: the agent validates every incoming command with
+them, builds every outgoing message with them, and ``docs/asyncapi.yaml`` is generated from
+them (``python -m locker_agent.cloud.asyncapi``); a test fails if the two drift apart.
+
+Topics, under ``{prefix}/{locker_id}/``:
+
+==========================  =========  ======  =========================================
+topic                       direction  QoS     what
+==========================  =========  ======  =========================================
+``status``                  out        1, R    birth on connect; Last Will marks offline
+``cmd/{name}``              in         1       a command (never retained)
+``replies``                 out        1       replies, unless the command names another
+``events``                  out        1       the outbox, in ``seq`` order
+``compartments/{id}``       out        1, R    each compartment's current state
+``telemetry``               out        0       health figures on an interval
+==========================  =========  ======  =========================================
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+"""Bigger command payloads are refused unread."""
+
+CONTRACT_VERSION = 1
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+Identifier = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]
+"""Assignment, compartment, courier and operator ids: 1-64 of letters, digits and _.:-"""
+
+Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,32}$")]
+"""A pickup, return or courier code: 4-32 letters or digits (it is hashed on arrival)."""
+
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Size = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,16}$")]
+
+
+def _positive_hours(value: float) -> float:
+    if not 0 < value <= 24 * 60:
+        raise ValueError("must be more than 0 and at most 1440 hours (60 days)")
+    return value
+
+
+Hours = Annotated[float, AfterValidator(_positive_hours)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------- command arguments
+
+
+class AssignArgs(_Strict):
+    """Reserve a compartment for a delivery and register its pickup code."""
+
+    assignment_id: Identifier
+    pickup_code: Code
+    size: Size | None = Field(default=None, description="wanted size; or give compartment_id")
+    compartment_id: Identifier | None = None
+    accessible: bool = False
+    barcode: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    customer_ref: Identifier | None = Field(
+        default=None,
+        description="who the parcel is for; parcels of one customer may share a compartment",
+    )
+    hold_period_h: Hours | None = Field(default=None, description="default: the locker's policy")
+
+
+class CancelArgs(_Strict):
+    assignment_id: Identifier
+    reason: Reason
+
+
+class ExtendArgs(_Strict):
+    assignment_id: Identifier
+    hours: Hours
+
+
+class AnnounceReturnArgs(_Strict):
+    assignment_id: Identifier
+    size: Size
+    return_code: Code
+    customer_ref: Identifier | None = None
+    valid_h: Hours | None = Field(default=None, description="default: reservation TTL policy")
+
+
+class GrantCourierArgs(_Strict):
+    courier_id: Identifier
+    code: Code
+    expires_at: AwareDatetime | None = None
+
+
+class RevokeCourierArgs(_Strict):
+    courier_id: Identifier
+
+
+class RevokeCodeArgs(_Strict):
+    assignment_id: Identifier
+
+
+class RemotePickupArgs(_Strict):
+    """The customer pressed "open" in the app: open that parcel's compartment only."""
+
+    assignment_id: Identifier
+
+
+class OpenArgs(_Strict):
+    """An operator opens exactly one compartment, with a reason (recorded)."""
+
+    compartment_id: Identifier
+    reason: Reason
+    operator: Identifier
+
+
+class SetServiceArgs(_Strict):
+    """Put one compartment (or with no compartment_id the whole locker) out of or into service."""
+
+    in_service: bool
+    compartment_id: Identifier | None = None
+    reason: Reason | None = None
+
+
+class EmptyArgs(_Strict):
+    pass
+
+
+class ClearAlarmArgs(_Strict):
+    """Lift the remote-open lockout after a burst of remote openings was investigated."""
+
+    operator: Identifier
+    reason: Reason
+
+
+class SetConfigArgs(_Strict):
+    """Runtime policies; omitted keys keep their value. Kept across restarts."""
+
+    hold_period_h: Hours | None = None
+    reservation_ttl_h: Hours | None = None
+    remote_open_limit: Annotated[int, Field(ge=0, le=100)] | None = None
+    remote_open_window_s: Annotated[float, Field(gt=0, le=86400)] | None = None
+    telemetry_interval_s: Annotated[float, Field(ge=10, le=86400)] | None = None
+
+
+COMMAND_ARGS: dict[str, type[_Strict]] = {
+    "assign": AssignArgs,
+    "cancel": CancelArgs,
+    "extend": ExtendArgs,
+    "announce_return": AnnounceReturnArgs,
+    "grant_courier": GrantCourierArgs,
+    "revoke_courier": RevokeCourierArgs,
+    "revoke_code": RevokeCodeArgs,
+    "remote_pickup": RemotePickupArgs,
+    "open": OpenArgs,
+    "set_service": SetServiceArgs,
+    "sync": EmptyArgs,
+    "ping": EmptyArgs,
+    "set_config": SetConfigArgs,
+    "clear_alarm": ClearAlarmArgs,
+}
+"""Every command a locker understands, by the name in its topic ``cmd/{name}``."""
+
+DOOR_OPENING_COMMANDS = frozenset({"open", "remote_pickup"})
+SIGNED_COMMANDS = frozenset({"open", "remote_pickup", "clear_alarm"})
+"""Commands that must carry a valid Ed25519 signature once an operator key is configured."""
+
+
+# ---------------------------------------------------------------------- envelopes
+
+
+class CommandEnvelope(_Strict):
+    """What arrives on ``cmd/{name}``."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F-]{32,36}$")] = Field(
+        description="a UUID; a command id is applied at most once"
+    )
+    expires_at: AwareDatetime = Field(description="refused with `expired` after this instant")
+    args: dict[str, Any] = Field(default_factory=dict)
+    reply_to: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None, description="reply topic for MQTT 3.1.1 clients (MQTT 5: response topic)"
+    )
+    signature: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        default=None,
+        description="base64 Ed25519 signature over the canonical command (see mqtt-api.md)",
+    )
+
+
+class ErrorBody(_Strict):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Reply(_Strict):
+    """What the locker answers to a command."""
+
+    id: str | None = Field(description="the command id, or null if it could not be read")
+    ok: bool
+    command: str | None = None
+    result: dict[str, Any] | None = None
+    error: ErrorBody | None = None
+
+
+class EventMessage(_Strict):
+    """One event from the outbox, on ``events``. ``seq`` grows by one per event per locker."""
+
+    seq: int
+    id: str = Field(description="UUID; a re-sent event carries the same id")
+    type: str
+    at: datetime
+    locker_id: str
+    compartment_id: str | None = None
+    assignment_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatusMessage(_Strict):
+    """Retained on ``status``: a birth message on connect, or the Last Will."""
+
+    online: bool
+    locker_id: str
+    version: str | None = None
+    boot_id: str | None = None
+    contract: int = CONTRACT_VERSION
+    since: datetime | None = None
+    in_service: bool | None = None
+    free_by_size: dict[str, int] | None = None
+
+
+class CompartmentMessage(_Strict):
+    """Retained on ``compartments/{id}``: the compartment as it is now."""
+
+    id: str
+    label: str
+    size: str
+    accessible: bool
+    state: Literal[
+        "free", "reserved", "occupied", "return_waiting", "expired", "out_of_service"
+    ]
+    door: Literal["open", "closed", "unknown"]
+    assignment_ids: list[str]
+    out_of_service_reason: str | None = None
+    updated_at: datetime
+
+
+class TelemetryMessage(_Strict):
+    at: datetime
+    uptime_s: float
+    outbox_depth: int
+    free_by_size: dict[str, int]
+    errors: dict[str, int]
+    mqtt_reconnects: int
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """``("args", "size")`` → ``args.size``; list indices in brackets."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path
+
+
+TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
