@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -30,6 +31,18 @@ from locker_agent.service import LockerService
 from locker_agent.store import InboxRecord
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The reply to send, and where the command asked for it (None: the default topic)."""
+
+    reply: c.Reply
+    reply_to: str | None = None
+
+
+def _is_publishable_topic(topic: str) -> bool:
+    return 0 < len(topic) <= 256 and "+" not in topic and "#" not in topic and "\0" not in topic
 
 
 class CommandRefused(Exception):
@@ -70,11 +83,22 @@ class CommandProcessor:
 
     # ---------------------------------------------------------------- entry point
 
-    def handle(self, name: str, payload: bytes, *, retained: bool = False) -> c.Reply:
+    def handle(self, name: str, payload: bytes, *, retained: bool = False) -> Answer:
         """Turn one message on ``cmd/{name}`` into its reply; never raises for bad input."""
+        raw: dict[str, Any] = {}
+        reply = self._reply(name, payload, retained, raw)
+        reply_to = raw.get("reply_to")
+        if not isinstance(reply_to, str) or not _is_publishable_topic(reply_to):
+            reply_to = None
+        return Answer(reply, reply_to)
+
+    def _reply(
+        self, name: str, payload: bytes, retained: bool, raw_out: dict[str, Any]
+    ) -> c.Reply:
         command_id: str | None = None
         try:
             raw = self._parse(payload)
+            raw_out.update(raw)
             command_id = raw.get("id") if isinstance(raw.get("id"), str) else None
             if retained:
                 raise CommandRefused(
