@@ -8,13 +8,17 @@ CONFIG    ?= config/simulated.toml
 STATE_DIR ?= $(CURDIR)/.state
 PYTEST_ARGS ?=
 
-.PHONY: run test setup lint typecheck pytest reset clean
+.PHONY: run test setup system-packages lint typecheck pytest reset clean
 
-run: setup
+run: setup system-packages
 	@echo "state directory: $(STATE_DIR)  (make reset wipes it)"
 	LOCKER_AGENT_STATE_DIR=$(STATE_DIR) $(BIN)/locker-agent run --config $(CONFIG) --demo
 
-test: setup lint typecheck pytest
+test: setup system-packages lint typecheck pytest
+
+# mosquitto: the local broker `make run` starts, and the real broker the tests start
+system-packages:
+	@bash scripts/ensure-system-packages.sh mosquitto
 
 setup: $(VENV)/.installed
 

@@ -11,10 +11,20 @@ import contextlib
 import logging
 import signal
 import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 from locker_agent import __version__
+from locker_agent.cloud.commands import CommandProcessor
+from locker_agent.cloud.link import MqttLink
+from locker_agent.cloud.local_broker import LocalBroker, LocalBrokerError
+from locker_agent.cloud.policies import RuntimePolicies
+from locker_agent.cloud.signing import SigningKeyError, load_public_key
+from locker_agent.cloud.topics import Topics
+from locker_agent.cloud.views import compartment_message
 from locker_agent.config import AgentConfig
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.locker import Locker
@@ -43,18 +53,34 @@ class Agent:
     doors: DoorSensors
     simulator: SimulatedLocker | None = None
     inputs: list[CodeInput] = field(default_factory=list)
+    processor: CommandProcessor | None = None
+    link: MqttLink | None = None
+    local_broker: LocalBroker | None = None
 
     async def start(self) -> None:
         await self.locks.start()
         await self.doors.start()
         await self.service.start()
+        if self.link is not None:
+            if self.local_broker is not None:
+                try:
+                    await self.local_broker.start()
+                except LocalBrokerError as exc:
+                    raise StartupError(str(exc)) from exc
+                self.link.set_endpoint(self.local_broker.host, self.local_broker.port)
+            await self.link.start()
 
     async def stop(self) -> None:
+        """Stop taking codes, let pulses finish, flush events, say offline, close the DB."""
         for code_input in self.inputs:
             await code_input.stop()
         await self.service.stop()
+        if self.link is not None:
+            await self.link.stop()
         await self.doors.stop()
         await self.locks.stop()
+        if self.local_broker is not None:
+            await self.local_broker.stop()
         self.store.close()
 
 
@@ -142,7 +168,56 @@ def build_agent(config: AgentConfig) -> Agent:
         ),
         labels={c.id: c.label or c.id for c in config.compartments},
     )
-    return Agent(config, store, service, locks, doors, simulator)
+    agent = Agent(config, store, service, locks, doors, simulator)
+    if config.mqtt.enabled:
+        try:
+            build_cloud_link(agent)
+        except Exception:
+            store.close()
+            raise
+    return agent
+
+
+def build_cloud_link(agent: Agent) -> None:
+    """The command processor and the MQTT link (and a local broker if none is configured)."""
+    config, service = agent.config, agent.service
+    mqtt_config = config.mqtt
+    operator_key = None
+    if mqtt_config.operator_public_key:
+        try:
+            operator_key = load_public_key(mqtt_config.operator_public_key)
+        except (SigningKeyError, OSError, ValueError) as exc:
+            raise StartupError(f"mqtt.operator_public_key: {exc}") from exc
+    policies = RuntimePolicies.from_config(config.policies, agent.store.policy_overrides())
+    labels = {c.id: c.label or c.id for c in config.compartments}
+
+    def view(compartment_id: str) -> dict[str, Any]:
+        return compartment_message(service.locker, compartment_id, labels, service.now())
+
+    boot_id = str(uuid.uuid4())
+    processor = CommandProcessor(
+        service,
+        policies=policies,
+        operator_key=operator_key,
+        horizon=timedelta(hours=mqtt_config.command_horizon_h),
+        boot_id=boot_id,
+        compartment_view=view,
+    )
+    agent.processor = processor
+    if mqtt_config.host is None:
+        agent.local_broker = LocalBroker(config.state_dir)
+    agent.link = MqttLink(
+        mqtt_config,
+        host=mqtt_config.host or "127.0.0.1",
+        port=mqtt_config.port,
+        client_id=config.mqtt_client_id,
+        service=service,
+        processor=processor,
+        topics=Topics(mqtt_config.topic_prefix, config.locker_id),
+        boot_id=boot_id,
+        compartment_view=view,
+        telemetry_interval_s=lambda: processor.policies.telemetry_interval_s,
+    )
 
 
 async def run_agent(

@@ -24,11 +24,9 @@ auto_open_on_unlock = {auto_open}
 auto_close_after_s = {auto_close}
 console = false
 
-[policies]
-lock_pulse_ms = 50
-unlock_gap_ms = 0
-door_open_timeout_s = {door_open_timeout}
-max_simultaneous_unlocks = {max_simultaneous}
+{mqtt}
+
+{policies}
 
 [[compartments]]
 id = "A01"
@@ -72,6 +70,9 @@ def write_config(tmp_path: Path) -> ConfigWriter:
         door_open_timeout: float = 10,
         max_simultaneous: int = 1,
         name: str = "locker.toml",
+        mqtt: dict[str, object] | None = None,
+        policies: dict[str, object] | None = None,
+        locker_id: str = "test-locker",
     ) -> Path:
         path = tmp_path / name
         path.write_text(
@@ -79,13 +80,35 @@ def write_config(tmp_path: Path) -> ConfigWriter:
                 state_dir=state_dir or tmp_path / "state",
                 auto_open=str(auto_open).lower(),
                 auto_close=str(auto_close).lower(),
-                door_open_timeout=door_open_timeout,
-                max_simultaneous=max_simultaneous,
-            )
+                mqtt=_toml_table("mqtt", {"enabled": False} if mqtt is None else mqtt),
+                policies=_toml_table(
+                    "policies",
+                    {
+                        "lock_pulse_ms": 50,
+                        "unlock_gap_ms": 0,
+                        "door_open_timeout_s": door_open_timeout,
+                        "max_simultaneous_unlocks": max_simultaneous,
+                        **(policies or {}),
+                    },
+                ),
+            ).replace('locker_id = "test-locker"', f'locker_id = "{locker_id}"')
         )
         return path
 
     return write
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _toml_table(name: str, values: dict[str, object]) -> str:
+    lines = [f"[{name}]"] + [f"{key} = {_toml_value(v)}" for key, v in values.items()]
+    return "\n".join(lines)
 
 
 @pytest.fixture

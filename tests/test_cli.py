@@ -118,7 +118,8 @@ def test_run_then_status_lists_all_24_compartments_and_sigterm_stops_cleanly(
     assert "Traceback" not in stderr
     for code in codes:  # printed for the newcomer on stdout, never logged nor stored in clear
         assert code not in stderr
-        for path in state.iterdir():
-            assert code.encode() not in path.read_bytes()
+        for path in state.rglob("*"):
+            if path.is_file():
+                assert code.encode() not in path.read_bytes(), path
     secret = state / "locker.secret"
     assert secret.stat().st_mode & 0o777 == 0o600

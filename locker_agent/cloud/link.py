@@ -123,6 +123,10 @@ class MqttLink:
 
     # ----------------------------------------------------------------- lifecycle
 
+    def set_endpoint(self, host: str, port: int) -> None:
+        """Point the link at another broker (before start; used for the local broker)."""
+        self._host, self._port = host, port
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()

@@ -1,0 +1,1 @@
+"""locker-ctl: the operator's side of the MQTT contract."""

@@ -1,0 +1,238 @@
+"""A client for the cloud side of the contract: send commands, read replies, watch lockers.
+
+Used by ``locker-ctl`` and by the test suite, so both speak exactly the contract the agent
+implements. It runs paho's network loop in its own thread (this is a tool, not the agent).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from locker_agent.cloud.signing import canonical_command, sign
+
+
+class CtlError(Exception):
+    """The broker could not be reached, or a reply did not come in time."""
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+@dataclass
+class ConnectionOptions:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    protocol: str = "5"
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls: bool = False
+    client_id: str = field(default_factory=lambda: f"locker-ctl-{uuid.uuid4().hex[:12]}")
+
+
+class FleetClient:
+    def __init__(self, options: ConnectionOptions, *, prefix: str = "lockers") -> None:
+        self.options = options
+        self.prefix = prefix
+        self._v5 = options.protocol == "5"
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=options.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311,
+        )
+        if options.username:
+            self._client.username_pw_set(options.username, options.password)
+        if options.tls or options.ca_file:
+            context = ssl.create_default_context(
+                cafile=str(options.ca_file) if options.ca_file else None
+            )
+            if options.cert_file and options.key_file:
+                context.load_cert_chain(str(options.cert_file), str(options.key_file))
+            self._client.tls_set_context(context)
+        self._reply_topic = f"{prefix}/_ctl/{options.client_id}/replies"
+        self._replies: dict[str, queue.Queue[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[Received], None]] = []
+        self._connected = threading.Event()
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def connect(self, timeout: float = 10.0) -> FleetClient:
+        try:
+            self._client.connect(self.options.host, self.options.port, keepalive=30)
+        except OSError as exc:
+            raise CtlError(
+                f"cannot reach the broker at {self.options.host}:{self.options.port}: {exc}"
+            ) from exc
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            self.close()
+            raise CtlError("the broker did not accept the connection")
+        return self
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> FleetClient:
+        return self.connect()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def subscribe(self, topic_filter: str, listener: Callable[[Received], None]) -> None:
+        """Call ``listener`` (on paho's thread) for every message on ``topic_filter``."""
+        self._listeners.append(lambda m: listener(m) if mqtt.topic_matches_sub(
+            topic_filter, m.topic) else None)
+        result, _mid = self._client.subscribe(topic_filter, qos=1)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise CtlError(f"subscribe to {topic_filter} failed: {result}")
+
+    # ------------------------------------------------------------------ commands
+
+    def envelope(
+        self,
+        locker_id: str,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        command_id: str | None = None,
+        expires_in: timedelta = timedelta(minutes=5),
+        sign_with: Ed25519PrivateKey | None = None,
+    ) -> dict[str, Any]:
+        """A command as the contract wants it, signed when a key is given."""
+        document: dict[str, Any] = {
+            "id": command_id or str(uuid.uuid4()),
+            "expires_at": (datetime.now(UTC) + expires_in).isoformat(),
+            "args": dict(args or {}),
+        }
+        if not self._v5:
+            document["reply_to"] = self._reply_topic
+        if sign_with is not None:
+            message = canonical_command(
+                locker_id, name, document["id"], document["expires_at"], document["args"]
+            )
+            document["signature"] = sign(sign_with, message)
+        return document
+
+    def send(
+        self,
+        locker_id: str,
+        name: str,
+        document: Mapping[str, Any] | bytes,
+        *,
+        timeout: float = 10.0,
+        retain: bool = False,
+    ) -> dict[str, Any]:
+        """Publish a command (a prepared envelope, or raw bytes) and wait for its reply."""
+        if isinstance(document, bytes):
+            payload, command_id = document, None
+        else:
+            payload, command_id = json.dumps(document).encode(), str(document.get("id"))
+        correlation = command_id or str(uuid.uuid4())
+        inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+        with self._lock:
+            self._replies[correlation] = inbox
+        properties = None
+        if self._v5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ResponseTopic = self._reply_topic
+            properties.CorrelationData = correlation.encode()
+        topic = f"{self.prefix}/{locker_id}/cmd/{name}"
+        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
+        info.wait_for_publish(timeout)
+        try:
+            return inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise CtlError(f"no reply from {locker_id} to {name} within {timeout:g} s") from None
+        finally:
+            with self._lock:
+                self._replies.pop(correlation, None)
+
+    def command(
+        self,
+        locker_id: str,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = 10.0,
+        sign_with: Ed25519PrivateKey | None = None,
+        expires_in: timedelta = timedelta(minutes=5),
+    ) -> dict[str, Any]:
+        document = self.envelope(
+            locker_id, name, args, sign_with=sign_with, expires_in=expires_in
+        )
+        return self.send(locker_id, name, document, timeout=timeout)
+
+    # ------------------------------------------------------------------ fleet view
+
+    def collect(self, topic_filter: str, seconds: float) -> list[Received]:
+        """Everything arriving on ``topic_filter`` (retained messages first) for a while."""
+        seen: list[Received] = []
+        self.subscribe(topic_filter, seen.append)
+        time.sleep(seconds)
+        return list(seen)
+
+    # ---------------------------------------------------------------- callbacks
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            return
+        client.subscribe(self._reply_topic, qos=1)
+        self._connected.set()
+
+    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        received = Received(message.topic, bytes(message.payload), bool(message.retain),
+                            time.monotonic())
+        if message.topic == self._reply_topic:
+            self._route_reply(message, received)
+            return
+        for listener in list(self._listeners):
+            listener(received)
+
+    def _route_reply(self, message: mqtt.MQTTMessage, received: Received) -> None:
+        try:
+            reply = received.json()
+        except ValueError:
+            return
+        keys = []
+        props = getattr(message, "properties", None)
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        if correlation:
+            keys.append(bytes(correlation).decode(errors="replace"))
+        if isinstance(reply, dict) and reply.get("id"):
+            keys.append(str(reply["id"]))
+        with self._lock:
+            for key in keys:
+                target = self._replies.get(key)
+                if target is not None:
+                    target.put(reply)
+                    return
