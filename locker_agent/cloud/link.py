@@ -34,6 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from locker_agent import __version__
 from locker_agent.cloud import contract as c
@@ -337,7 +338,12 @@ class MqttLink:
         self._loop.call_soon(self._after_connect)
 
     def _after_connect(self) -> None:
-        self._client.subscribe(self._topics.commands, qos=1)
+        if self._v5:
+            # retain-as-published lets us see (and refuse) a command someone retained
+            options = SubscribeOptions(qos=1, retainAsPublished=True)
+            self._client.subscribe(self._topics.commands, options=options)
+        else:
+            self._client.subscribe(self._topics.commands, qos=1)
         self._publish_model(self._topics.status, self._status(online=True), retain=True)
         for compartment_id in self._service.locker.compartments:
             self._publish_compartment(compartment_id)

@@ -54,6 +54,8 @@ class ConnectionOptions:
     key_file: Path | None = None
     tls: bool = False
     client_id: str = field(default_factory=lambda: f"locker-ctl-{uuid.uuid4().hex[:12]}")
+    session_expiry_s: int | None = None
+    """Keep a persistent session this long, so nothing is missed across a reconnect."""
 
 
 class FleetClient:
@@ -65,6 +67,7 @@ class FleetClient:
             CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if self._v5 else options.session_expiry_s is None,
         )
         if options.username:
             self._client.username_pw_set(options.username, options.password)
@@ -86,8 +89,17 @@ class FleetClient:
     # ------------------------------------------------------------------ lifecycle
 
     def connect(self, timeout: float = 10.0) -> FleetClient:
+        properties = None
+        persistent = self.options.session_expiry_s is not None
+        if self._v5 and persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self.options.session_expiry_s
         try:
-            self._client.connect(self.options.host, self.options.port, keepalive=30)
+            self._client.connect(
+                self.options.host, self.options.port, keepalive=30,
+                clean_start=not persistent if self._v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=properties,
+            )
         except OSError as exc:
             raise CtlError(
                 f"cannot reach the broker at {self.options.host}:{self.options.port}: {exc}"

@@ -14,9 +14,10 @@ changed in the last ~2 s before a SIGKILL (a new session, a message queued for i
 A test that needs state to survive a crash calls :meth:`~MosquittoBroker.save` (or, to model
 the real timing, :meth:`~MosquittoBroker.wait_for_autosave`) before ``kill()``.
 
-Mosquitto 2.0.11 only writes sessions that *connected* with clean start = 0 (MQTT 3.1.1: clean
-session false). An MQTT 5 session made with clean start = 1 and a session expiry interval lives
-on across reconnects but is dropped by any restart, even a clean one.
+Mosquitto 2.0.11 only writes a session whose latest CONNECT had clean start = 0 (MQTT 3.1.1:
+clean session false). An MQTT 5 session made with clean start = 1 and a session expiry interval
+lives on across reconnects but is dropped by any restart, even a clean one, until the client
+has once reconnected with clean start = 0.
 
 The fixtures ``mosquitto`` and ``mosquitto_factory`` are meant to be imported into
 ``tests/conftest.py``. A missing ``mosquitto`` fails the test, it never skips it: the cloud
