@@ -67,7 +67,7 @@ def test_assign_replies_and_the_event_follows_in_order(agent: AgentThread, cloud
     assert reply["result"]["compartment_id"] == "A01"
     cloud.wait_for(lambda: any(e["type"] == "reserved" for e in cloud.events()),
                    what="reserved event")
-    event = [e for e in cloud.events() if e["type"] == "reserved"][0]
+    event = next(e for e in cloud.events() if e["type"] == "reserved")
     assert event["assignment_id"] == "p-1"
     assert event["locker_id"] == LOCKER
     assert event["seq"] >= 1 and uuid.UUID(event["id"])

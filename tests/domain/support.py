@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
+from dataclasses import fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,18 +46,48 @@ def take_changes(locker: Locker, archive: Archive) -> Changes:
     return archive.record(locker.take_changes())
 
 
-def snapshot(locker: Locker) -> dict[str, Any]:
-    """A deep copy of everything a transition may change, including pending changes."""
-    return copy.deepcopy(
-        {
-            "locker_id": locker.locker_id,
-            "sizes": locker.sizes,
-            "out_of_service_reason": locker.out_of_service_reason,
-            "clock": locker.clock.seconds,
-            "compartments": locker.compartments,
-            "assignments": locker.assignments,
-            "credentials": locker.credentials,
-            "intents": locker.intents,
-            "changes": vars(locker._changes),
-        }
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_MUTABLE = (set, dict, list)
+
+
+def _freeze(value: Any) -> Any:
+    """An immutable, comparable copy of ``value``: dataclasses field by field, sets, dicts and
+    lists all the way down (everything else in the model is immutable already)."""
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in sorted(value.items(), key=lambda kv: kv[0]))
+    if isinstance(value, set):
+        return frozenset(value)
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    names = _FIELDS.get(type(value))
+    if names is None:
+        if not is_dataclass(value):
+            return value
+        names = _FIELDS[type(value)] = tuple(f.name for f in fields(value))
+    return tuple(
+        _freeze(v) if isinstance(v, _MUTABLE) else v
+        for v in (getattr(value, n) for n in names)
     )
+
+
+def snapshot(locker: Locker) -> dict[str, Any]:
+    """A frozen copy of everything a transition may change, including pending changes."""
+    changes = locker._changes
+    return {
+        "locker_id": locker.locker_id,
+        "sizes": locker.sizes,
+        "out_of_service_reason": locker.out_of_service_reason,
+        "clock": locker.clock.seconds,
+        "compartments": _freeze(locker.compartments),
+        "assignments": _freeze(locker.assignments),
+        "credentials": _freeze(locker.credentials),
+        "intents": _freeze(locker.intents),
+        # what is pending for the store: which objects were touched (their state is above)
+        "changes": (
+            frozenset(changes.compartments),
+            frozenset(changes.assignments),
+            frozenset(changes.credentials),
+            _freeze(changes.intents),
+            changes.locker,
+        ),
+    }

@@ -421,10 +421,11 @@ def test_used_code_while_the_door_is_open_and_after_pickup(rig: Rig) -> None:
     credential = rig.authenticate("314159")
     rig.locker.begin_pickup(credential, now=rig.now)
     rig.door("01", DoorState.OPEN)
+    # while its door is open the code opens nothing more
     error = rig.refuses(InvalidCode, lambda: rig.authenticate("314159"))
-    assert isinstance(error, InvalidCode) and error.reason == "used"
+    assert isinstance(error, InvalidCode) and error.reason == "in_use"
     error = rig.refuses(InvalidCode, lambda: rig.locker.begin_pickup(credential, now=rig.now))
-    assert isinstance(error, InvalidCode) and error.reason == "used"
+    assert isinstance(error, InvalidCode) and error.reason == "in_use"
 
     rig.door("01", DoorState.CLOSED)
     assert rig.status("p1") is S.PICKED_UP
@@ -705,8 +706,9 @@ def test_abandoned_return_deposit_releases_the_compartment_and_gives_the_code_ba
     ret = rig.locker.assignments["r1"]
     assert (ret.status, ret.compartment_id) == (S.ANNOUNCED, None)
     assert rig.state("01") is CS.FREE
-    assert credential.used_at is None
     assert rig.authenticate("R-1") is credential
+    rig.locker.begin_return_deposit(credential, now=rig.now)
+    assert "return_deposited" in types(rig.open_close("01"))
 
 
 def test_announced_return_lapses_after_its_ttl(rig: Rig) -> None:
@@ -763,6 +765,25 @@ def test_reclaim_needs_an_expired_parcel(rig: Rig) -> None:
     rig.refuses(
         InvalidTransition, lambda: rig.locker.begin_reclaim("02", actor="c", now=rig.now)
     )
+
+
+def test_a_compartment_with_a_deposited_and_an_expired_parcel(rig: Rig) -> None:
+    """The customer can still collect what has not expired; the rest waits for reclaim."""
+    rig.reserve("p1", "424242", customer_ref="alice", hold=60)
+    rig.reserve("p2", "424242", customer_ref="alice", compartment_id="01", hold=HOLD)
+    rig.deposit("p1")
+    rig.deposit("p2")
+    assert types(rig.tick(60)) == ["expired"]
+    assert (rig.status("p1"), rig.status("p2")) == (S.EXPIRED, S.DEPOSITED)
+    assert rig.state("01") is CS.OCCUPIED
+    (request,) = rig.begin_pickup("424242")
+    assert request.data["assignment_ids"] == ["p2"]
+    rig.open_close("01")
+    assert (rig.status("p1"), rig.status("p2")) == (S.EXPIRED, S.PICKED_UP)
+    assert rig.state("01") is CS.EXPIRED
+    rig.locker.begin_reclaim("01", actor="courier-7", now=rig.now)
+    assert "reclaimed" in types(rig.open_close("01"))
+    assert rig.state("01") is CS.FREE
 
 
 def test_no_expiry_while_someone_is_at_the_door(rig: Rig) -> None:
@@ -1091,6 +1112,14 @@ def test_operator_open_changes_no_parcel(rig: Rig) -> None:
         ).field == "reason"
 
 
+def test_operator_may_open_an_out_of_service_compartment(rig: Rig) -> None:
+    rig.locker.set_compartment_service("03", in_service=False, reason="hinge", now=rig.now)
+    (request,) = rig.locker.begin_operator_open("03", actor="ops", reason="repair", now=rig.now)
+    assert request.compartment_id == "03"
+    assert types(rig.open_close("03")) == ["door_opened", "door_closed"]
+    assert rig.state("03") is CS.OUT_OF_SERVICE
+
+
 def test_record_pulse(rig: Rig) -> None:
     rig.reserve("p1", "314159")
     rig.refuses(UnknownCompartment, lambda: rig.locker.record_pulse("99", now=rig.now))
@@ -1107,14 +1136,13 @@ def test_abandon_unlock_gives_a_pickup_code_back(rig: Rig) -> None:
     rig.deposit("p1")
     credential = rig.authenticate("314159")
     rig.locker.begin_pickup(credential, now=rig.now)
-    assert credential.used_at is not None
     events = rig.locker.abandon_unlock("01", reason="jam", now=rig.now)
     assert [(e.type, e.compartment_id, e.data) for e in events] == [
         ("unlock_abandoned", "01", {"purpose": "pickup", "actor": "customer", "reason": "jam"})
     ]
     assert rig.locker.intents == {}
-    assert credential.used_at is None
     assert rig.status("p1") is S.DEPOSITED
+    assert rig.authenticate("314159") is credential
     assert "picked_up" in types(rig.pickup("314159"))
 
 
@@ -1358,13 +1386,6 @@ REFUSALS: list[tuple[str, type[DomainError], Callable[[Busy], Callable[[], objec
         ),
     ),
     (
-        "operator-out-of-service",
-        CompartmentUnavailable,
-        lambda b: lambda: b.rig.locker.begin_operator_open(
-            "06", actor="ops", reason="x", now=b.rig.now
-        ),
-    ),
-    (
         "abandon-no-intent",
         InvalidTransition,
         lambda b: lambda: b.rig.locker.abandon_unlock("01", reason="x", now=b.rig.now),
@@ -1579,18 +1600,11 @@ def test_service_clock() -> None:
     assert clock.is_past(10)
 
 
-# -------------------------------------------------------------- known domain bugs
+# ------------------------------------------------------------------ regressions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a pickup code shared by several parcels of one customer is marked used by the "
-        "first pickup, so a parcel deposited later under the same code can never be collected "
-        "(locker.py begin_pickup sets used_at; _why_unusable then says 'used')"
-    ),
-)
 def test_shared_code_still_opens_a_parcel_deposited_after_the_first_pickup(rig: Rig) -> None:
+    """A code shared by two parcels is not used up by collecting the first one."""
     rig.reserve("p1", "424242", customer_ref="alice")
     rig.reserve("p2", "424242", customer_ref="alice", compartment_id="01")
     rig.deposit("p1")
@@ -1600,17 +1614,10 @@ def test_shared_code_still_opens_a_parcel_deposited_after_the_first_pickup(rig: 
     assert "picked_up" in types(rig.pickup("424242"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a parcel deposited while its compartment is out of service (taken out while "
-        "the courier's door was open) gets a running hold: _complete never pauses it, so it "
-        "expires although the customer cannot open that compartment"
-    ),
-)
 def test_parcel_deposited_into_an_out_of_service_compartment_has_its_hold_paused(
     rig: Rig,
 ) -> None:
+    """Taken out of service while the courier had the door open: the hold must not run."""
     rig.reserve("p1", "314159", hold=3600)
     rig.locker.begin_deposit("p1", actor="courier-7", now=rig.now)
     rig.door("01", DoorState.OPEN)
@@ -1621,3 +1628,19 @@ def test_parcel_deposited_into_an_out_of_service_compartment_has_its_hold_paused
     rig.refuses(CompartmentUnavailable, lambda: rig.locker.begin_pickup(credential, now=rig.now))
     rig.tick(2 * 3600)
     assert rig.status("p1") is S.DEPOSITED  # the customer could not have collected it
+    rig.locker.set_compartment_service("01", in_service=True, reason=None, now=rig.now)
+    assert rig.tick(3599) == []  # the full hold period, from being back in service
+    assert types(rig.tick(1)) == ["expired"]
+
+
+def test_a_later_parcel_under_a_code_being_used_can_be_collected(rig: Rig) -> None:
+    rig.reserve("p1", "424242", customer_ref="alice")
+    rig.deposit("p1")
+    rig.begin_pickup("424242")
+    rig.reserve("p2", "424242", customer_ref="alice", size="M")  # while p1's door is open
+    assert "picked_up" in types(rig.open_close("01"))
+    rig.deposit("p2")
+    assert [e.assignment_id for e in rig.pickup("424242") if e.type == "picked_up"] == ["p2"]
+    rig.take()
+    error = rig.refuses(InvalidCode, lambda: rig.authenticate("424242"))
+    assert isinstance(error, InvalidCode)
