@@ -357,6 +357,11 @@ class MqttLink:
         properties: Properties | None,
     ) -> None:
         was_connected = self._connected.is_set()
+        if self._connack is not None and not self._connack.done():
+            # closed before CONNACK: a refused client certificate looks like this under TLS 1.3
+            self._connack.set_exception(
+                ConnectionError(f"the broker closed the connection before CONNACK: {reason}")
+            )
         self._connected.clear()
         self._disconnected.set()
         self._close_socket_watch()

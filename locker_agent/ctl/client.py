@@ -12,7 +12,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,7 +83,11 @@ class FleetClient:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Received], None]] = []
         self._connected = threading.Event()
+        self._refusal: str | None = None
+        self._subacks: dict[int, list[Any]] = {}
+        self._subacked = threading.Condition()
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
 
     # ------------------------------------------------------------------ lifecycle
@@ -105,9 +109,13 @@ class FleetClient:
                 f"cannot reach the broker at {self.options.host}:{self.options.port}: {exc}"
             ) from exc
         self._client.loop_start()
-        if not self._connected.wait(timeout):
-            self.close()
-            raise CtlError("the broker did not accept the connection")
+        deadline = time.monotonic() + timeout
+        while not self._connected.wait(0.05):
+            if self._refusal is not None or time.monotonic() > deadline:
+                self.close()
+                if self._refusal is not None:
+                    raise CtlError(f"the broker refused the connection: {self._refusal}")
+                raise CtlError("the broker did not accept the connection")
         return self
 
     def close(self) -> None:
@@ -127,6 +135,36 @@ class FleetClient:
         result, _mid = self._client.subscribe(topic_filter, qos=1)
         if result != mqtt.MQTT_ERR_SUCCESS:
             raise CtlError(f"subscribe to {topic_filter} failed: {result}")
+
+    def subscribe_all(
+        self,
+        topic_filters: Sequence[str],
+        listener: Callable[[Received], None],
+        *,
+        timeout: float = 10.0,
+    ) -> None:
+        """Subscribe to several filters at once and return when the broker has granted them.
+
+        ``listener`` is called once per message (on paho's thread), however many of the
+        filters it matches; a filter the broker refused raises :class:`CtlError`.
+        """
+        filters = list(topic_filters)
+
+        def deliver(message: Received) -> None:
+            if any(mqtt.topic_matches_sub(f, message.topic) for f in filters):
+                listener(message)
+
+        self._listeners.append(deliver)
+        result, mid = self._client.subscribe([(f, 1) for f in filters])
+        if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
+            raise CtlError(f"subscribe to {', '.join(filters)} failed: {result}")
+        with self._subacked:
+            if not self._subacked.wait_for(lambda: mid in self._subacks, timeout):
+                raise CtlError(f"the broker did not confirm the subscription within {timeout:g} s")
+            codes = self._subacks.pop(mid)
+        refused = [f for f, code in zip(filters, codes, strict=False) if code.is_failure]
+        if refused:
+            raise CtlError(f"the broker refused the subscription to {', '.join(refused)}")
 
     # ------------------------------------------------------------------ commands
 
@@ -217,9 +255,17 @@ class FleetClient:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
+            self._refusal = str(reason)
             return
         client.subscribe(self._reply_topic, qos=1)
         self._connected.set()
+
+    def _on_subscribe(
+        self, client: mqtt.Client, _u: Any, mid: int, codes: list[Any], _p: Any
+    ) -> None:
+        with self._subacked:
+            self._subacks[mid] = list(codes)
+            self._subacked.notify_all()
 
     def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         received = Received(message.topic, bytes(message.payload), bool(message.retain),
