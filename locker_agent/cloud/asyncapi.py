@@ -35,22 +35,16 @@ HEADER = (
 )
 
 COMMAND_SUMMARIES: dict[str, str] = {
-    "assign": "Reserve a compartment for a delivery and register its pickup code.",
     "cancel": "Cancel an assignment that is not yet picked up (a deposited parcel expires).",
     "extend": "Give a parcel more time in the locker.",
     "announce_return": "Announce a customer's return and its drop-off code.",
     "grant_courier": "Let a courier open the locker with a code.",
     "revoke_courier": "Take a courier's code away.",
     "revoke_code": "Revoke the pickup (or return) codes of one assignment.",
-    "remote_pickup": "Open the compartment of one parcel for its customer (app 'open').",
-    "open": "An operator opens exactly one compartment, with a reason.",
-    "set_service": "Take one compartment, or the whole locker, out of or back into service.",
     "sync": "Answer with the locker's whole state.",
     "ping": "Answer with the agent's version, boot id, uptime and clock.",
-    "set_config": "Change runtime policies; kept across restarts.",
-    "clear_alarm": "Lift the remote-open lockout after a burst of remote openings.",
 }
-"""One line per command for the document (not every args model has a docstring)."""
+"""Summaries of the commands whose arguments model has no docstring of its own."""
 
 _STATE_MODELS: tuple[type[BaseModel], ...] = (
     c.CommandEnvelope,
@@ -60,6 +54,17 @@ _STATE_MODELS: tuple[type[BaseModel], ...] = (
     c.CompartmentMessage,
     c.TelemetryMessage,
 )
+
+
+def command_summary(name: str) -> str:
+    """What a command does: its arguments model's docstring, else COMMAND_SUMMARIES."""
+    model = c.COMMAND_ARGS[name]
+    shared = sum(1 for other in c.COMMAND_ARGS.values() if other is model) > 1
+    doc = None if shared else model.__doc__
+    if doc and doc.strip():
+        paragraph = doc.strip().split("\n\n")[0]
+        return " ".join(paragraph.split()).replace("``", "`")
+    return COMMAND_SUMMARIES.get(name, f"The `{name}` command.")
 
 
 class SchemaConflict(RuntimeError):
@@ -129,7 +134,7 @@ def _command_schema(
     envelope: dict[str, Any] = json.loads(json.dumps(schemas[c.CommandEnvelope.__name__]))
     envelope["title"] = _command_schema_name(name)
     envelope["description"] = (
-        f"The envelope of `{name}` on `cmd/{name}`. " + COMMAND_SUMMARIES[name]
+        f"The envelope of `{name}` on `cmd/{name}`. " + command_summary(name)
     )
     envelope["properties"]["args"] = {"$ref": REF_TEMPLATE.format(model=args_model.__name__)}
     args_required = bool(schemas[args_model.__name__].get("required"))
@@ -168,7 +173,7 @@ def _add_command(
     channel_id = f"cmd_{name}"
     message_id = f"command_{name}"
     signed = name in c.SIGNED_COMMANDS
-    description = COMMAND_SUMMARIES[name]
+    description = command_summary(name)
     if signed:
         description += " Signed: see 'Signing' in docs/mqtt-api.md."
     if name in c.DOOR_OPENING_COMMANDS:
@@ -176,7 +181,7 @@ def _add_command(
     messages[message_id] = {
         "name": name,
         "title": f"Command {name}",
-        "summary": COMMAND_SUMMARIES[name],
+        "summary": command_summary(name),
         "contentType": "application/json",
         "correlationId": {
             "description": "MQTT 5: the Correlation Data property is echoed; always: the id",
@@ -194,7 +199,7 @@ def _add_command(
     operations[f"receive_{name}"] = {
         "action": "receive",
         "channel": {"$ref": f"#/channels/{channel_id}"},
-        "summary": COMMAND_SUMMARIES[name],
+        "summary": command_summary(name),
         "description": (
             "Applied at most once per command id; a repeated id gets the first reply again. "
             "The reply goes to the MQTT 5 Response Topic (with the Correlation Data), else to "

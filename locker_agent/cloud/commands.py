@@ -76,6 +76,7 @@ class CommandProcessor:
         self._limiter = RemoteOpenLimiter(policies.remote_open_limit, policies.remote_open_window_s)
         self.refused = 0
         self.on_policies_changed: list[Callable[[RuntimePolicies], None]] = []
+        self.on_replay: list[Callable[[int], None]] = []
 
     @property
     def locker_id(self) -> str:
@@ -372,6 +373,30 @@ class CommandProcessor:
         self._limiter.window_s = updated.remote_open_window_s
         for listener in self.on_policies_changed:
             listener(updated)
+        return result
+
+    def _cmd_replay_events(self, a: c.ReplayEventsArgs, remember: Remember) -> dict[str, Any]:
+        store = self.service.store
+        last = store.last_seq()
+        to_seq = min(a.to_seq or last, last)
+        if a.from_seq > to_seq:
+            raise CommandRefused(
+                "invalid", f"from_seq {a.from_seq} is after the last event ({last})",
+                "args.from_seq",
+            )
+        if to_seq - a.from_seq + 1 > c.MAX_REPLAY_EVENTS:
+            raise CommandRefused(
+                "invalid", f"at most {c.MAX_REPLAY_EVENTS} events per replay", "args.to_seq"
+            )
+        count, oldest = store.unpublish(a.from_seq, to_seq)
+        if oldest is not None and a.from_seq < oldest:
+            logger.warning("replay asked for events no longer kept",
+                           extra={"fields": {"from_seq": a.from_seq, "oldest": oldest}})
+        result = {"from_seq": a.from_seq, "to_seq": to_seq, "count": count,
+                  "oldest_kept_seq": oldest}
+        store.record_command(remember(result)([]))
+        for listener in self.on_replay:
+            listener(a.from_seq)
         return result
 
     def _cmd_ping(self, a: c.EmptyArgs, remember: Remember) -> dict[str, Any]:

@@ -139,6 +139,19 @@ class EmptyArgs(_Strict):
     pass
 
 
+class ReplayEventsArgs(_Strict):
+    """Send events from ``from_seq`` (through ``to_seq``) again, e.g. after a broker lost some.
+
+    Events keep their seq and id; they come after whatever was already in flight.
+    """
+
+    from_seq: Annotated[int, Field(ge=1)]
+    to_seq: Annotated[int, Field(ge=1)] | None = None
+
+
+MAX_REPLAY_EVENTS = 50_000
+
+
 class ClearAlarmArgs(_Strict):
     """Lift the remote-open lockout after a burst of remote openings was investigated."""
 
@@ -171,6 +184,7 @@ COMMAND_ARGS: dict[str, type[_Strict]] = {
     "ping": EmptyArgs,
     "set_config": SetConfigArgs,
     "clear_alarm": ClearAlarmArgs,
+    "replay_events": ReplayEventsArgs,
 }
 """Every command a locker understands, by the name in its topic ``cmd/{name}``."""
 

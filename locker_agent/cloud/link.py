@@ -135,6 +135,7 @@ class MqttLink:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._service.subscribe(self._on_committed)
+        self._processor.on_replay.append(self._on_replay)
         self._tasks = [
             self._loop.create_task(self._connection_manager(), name="mqtt-connect"),
             self._loop.create_task(self._drain_outbox(), name="mqtt-outbox"),
@@ -412,6 +413,13 @@ class MqttLink:
         for event in events:
             if event.compartment_id:
                 self._dirty_compartments.add(event.compartment_id)
+        self._wake_drain.set()
+
+    def _on_replay(self, from_seq: int) -> None:
+        """Events from ``from_seq`` were queued again: move the cursor back to reach them."""
+        self._last_handed_seq = min(self._last_handed_seq, from_seq - 1)
+        for seq in [s for s in self._inflight if s >= from_seq]:
+            del self._inflight[seq]
         self._wake_drain.set()
 
     def _on_publish(

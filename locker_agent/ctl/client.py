@@ -82,6 +82,7 @@ class FleetClient:
         self._replies: dict[str, queue.Queue[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Received], None]] = []
+        self._filters: list[str] = []
         self._connected = threading.Event()
         self._refusal: str | None = None
         self._subacks: dict[int, list[Any]] = {}
@@ -132,6 +133,7 @@ class FleetClient:
         """Call ``listener`` (on paho's thread) for every message on ``topic_filter``."""
         self._listeners.append(lambda m: listener(m) if mqtt.topic_matches_sub(
             topic_filter, m.topic) else None)
+        self._filters.append(topic_filter)
         result, _mid = self._client.subscribe(topic_filter, qos=1)
         if result != mqtt.MQTT_ERR_SUCCESS:
             raise CtlError(f"subscribe to {topic_filter} failed: {result}")
@@ -258,6 +260,8 @@ class FleetClient:
             self._refusal = str(reason)
             return
         client.subscribe(self._reply_topic, qos=1)
+        for topic_filter in self._filters:  # a broker that lost our session forgot them
+            client.subscribe(topic_filter, qos=1)
         self._connected.set()
 
     def _on_subscribe(

@@ -426,6 +426,17 @@ class Store:
                 update(_OUTBOX).where(_OUTBOX.c.seq.in_(list(seqs))).values(published_at=at)
             )
 
+    def unpublish(self, from_seq: int, to_seq: int) -> tuple[int, int | None]:
+        """Queue events ``from_seq..to_seq`` to be sent again; returns (count, oldest kept seq)."""
+        with self.engine.begin() as conn:
+            oldest = conn.execute(select(func.min(_OUTBOX.c.seq))).scalar_one_or_none()
+            result = conn.execute(
+                update(_OUTBOX)
+                .where(_OUTBOX.c.seq >= from_seq, _OUTBOX.c.seq <= to_seq)
+                .values(published_at=None)
+            )
+            return int(result.rowcount or 0), oldest
+
     def outbox_depth(self) -> int:
         with self.engine.connect() as conn:
             return int(
