@@ -21,6 +21,7 @@ from locker_agent import __version__
 from locker_agent.cloud.commands import CommandProcessor
 from locker_agent.cloud.link import MqttLink
 from locker_agent.cloud.local_broker import LocalBroker, LocalBrokerError
+from locker_agent.cloud.outbox_guard import OutboxGuard
 from locker_agent.cloud.policies import RuntimePolicies
 from locker_agent.cloud.signing import SigningKeyError, load_public_key
 from locker_agent.cloud.topics import Topics
@@ -217,6 +218,7 @@ def build_cloud_link(agent: Agent) -> None:
         boot_id=boot_id,
         compartment_view=view,
         telemetry_interval_s=lambda: processor.policies.telemetry_interval_s,
+        outbox_guard=OutboxGuard(service, mqtt_config.max_outbox_events),
     )
 
 

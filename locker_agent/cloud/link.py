@@ -39,6 +39,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from locker_agent import __version__
 from locker_agent.cloud import contract as c
 from locker_agent.cloud.commands import CommandProcessor
+from locker_agent.cloud.outbox_guard import OutboxGuard
 from locker_agent.cloud.topics import Topics
 from locker_agent.config import MqttConfig
 from locker_agent.service import LockerService
@@ -93,6 +94,7 @@ class MqttLink:
         boot_id: str,
         compartment_view: Callable[[str], dict[str, Any]],
         telemetry_interval_s: Callable[[], float],
+        outbox_guard: OutboxGuard | None = None,
         rng: Callable[[], float] = random.random,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -104,6 +106,7 @@ class MqttLink:
         self._boot_id = boot_id
         self._view = compartment_view
         self._telemetry_interval_s = telemetry_interval_s
+        self._outbox_guard = outbox_guard
         self._rng = rng
         self._monotonic = monotonic
         self._started_at = monotonic()
@@ -434,6 +437,8 @@ class MqttLink:
                 await asyncio.wait_for(self._wake_drain.wait(), 1.0)
             self._wake_drain.clear()
             try:
+                if self._outbox_guard is not None:
+                    self._outbox_guard.check()
                 self._publish_dirty_compartments()
                 self._settle_acknowledged()
                 self._hand_over_pending()

@@ -437,6 +437,22 @@ class Store:
             )
             return int(result.rowcount or 0), oldest
 
+    def drop_oldest_unpublished(self, count: int) -> tuple[int, int, int] | None:
+        """Delete the ``count`` oldest unpublished events; (first seq, last seq, number)."""
+        with self.engine.begin() as conn:
+            seqs = list(
+                conn.execute(
+                    select(_OUTBOX.c.seq)
+                    .where(_OUTBOX.c.published_at.is_(None))
+                    .order_by(_OUTBOX.c.seq)
+                    .limit(count)
+                ).scalars()
+            )
+            if not seqs:
+                return None
+            conn.execute(delete(_OUTBOX).where(_OUTBOX.c.seq.in_(seqs)))
+            return seqs[0], seqs[-1], len(seqs)
+
     def outbox_depth(self) -> int:
         with self.engine.connect() as conn:
             return int(
