@@ -626,27 +626,35 @@ class LockerMachine(RuleBasedStateMachine):
                 )
             )
 
-    @rule(
-        compartment_id=st.one_of(st.none(), compartment_ids),
-        in_service=mostly,
-        reason=reasons,
-    )
-    def set_service(self, compartment_id: str | None, in_service: bool, reason: str | None) -> None:
-        """Take one compartment (or, with no compartment, the whole locker) out of service or
-        back; back in service three times in four."""
+    @rule(data=st.data(), whole_locker=st.sampled_from([False, False, False, True]))
+    def set_service(self, data: st.DataObject, whole_locker: bool) -> None:
+        """Take one compartment (mostly one holding something, or being opened) or the whole
+        locker out of service, or back: mostly the opposite of what it is, sometimes the same
+        again; sometimes with no reason, which taking it out needs."""
         self._later()
-        if compartment_id is None:
+        reason = data.draw(reasons, label="reason")
+        if whole_locker:
+            in_service = data.draw(mostly, label="toggle") != self.locker.in_service
             self._do(
                 lambda: self.locker.set_locker_service(
                     in_service=in_service, reason=reason, now=self.now
                 )
             )
-        else:
-            self._do(
-                lambda: self.locker.set_compartment_service(
-                    compartment_id, in_service=in_service, reason=reason, now=self.now
-                )
+            return
+        likely = set(self.locker.intents) | {
+            c.id
+            for c in self.locker.compartments.values()
+            if c.assignment_ids or not c.in_service
+        }
+        compartment_id = self._compartment_id(data, likely)
+        compartment = self.locker.compartments.get(compartment_id)
+        was_in_service = compartment is None or compartment.in_service
+        in_service = data.draw(mostly, label="toggle") != was_in_service
+        self._do(
+            lambda: self.locker.set_compartment_service(
+                compartment_id, in_service=in_service, reason=reason, now=self.now
             )
+        )
 
     @rule(seconds=elapsed)
     def tick(self, seconds: float) -> None:
