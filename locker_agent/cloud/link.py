@@ -307,7 +307,8 @@ class MqttLink:
             ),
         )
         try:
-            reason = await asyncio.wait_for(self._connack, CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                reason = await self._connack
         except TimeoutError:
             self._drop_connection()
             raise ConnectionError("no CONNACK from the broker") from None
@@ -432,9 +433,12 @@ class MqttLink:
         self._wake_drain.set()
 
     async def _drain_outbox(self) -> None:
-        while True:
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that lands as the event fires, and this loop would never end (gh-86296)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_drain.wait(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._wake_drain.wait()
             self._wake_drain.clear()
             try:
                 if self._outbox_guard is not None:
@@ -536,16 +540,26 @@ class MqttLink:
         self, topic: str, model: Any, *, retain: bool = False, qos: int = 1,
         properties: Properties | None = None,
     ) -> mqtt.MQTTMessageInfo:
-        return self._client.publish(
+        info = self._client.publish(
             topic, model.model_dump_json(), qos=qos, retain=retain, properties=properties
         )
+        self._check_queued(info, topic)
+        return info
 
     def _publish_json(
         self, topic: str, document: Mapping[str, Any], *, retain: bool = False
     ) -> mqtt.MQTTMessageInfo:
-        return self._client.publish(
+        info = self._client.publish(
             topic, json.dumps(document, default=str), qos=1, retain=retain
         )
+        self._check_queued(info, topic)
+        return info
+
+    def _check_queued(self, info: mqtt.MQTTMessageInfo, topic: str) -> None:
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self.stats.count_error("publish")
+            logger.warning("publish refused by the client",
+                           extra={"fields": {"rc": str(info.rc), "topic": topic[:200]}})
 
     async def _wait_published(self, info: mqtt.MQTTMessageInfo, timeout: float) -> None:
         deadline = self._monotonic() + timeout
