@@ -698,6 +698,8 @@ class Locker:
             assignment_ids=frozenset(assignment_ids),
             requested_at=now,
             reason=reason,
+            # a door already standing open will not open again: its closing completes this
+            door_opened=self.compartments[compartment_id].door is DoorState.OPEN,
         )
         self.intents[compartment_id] = intent
         self._changes.intents[compartment_id] = intent

@@ -556,16 +556,14 @@ def test_deposit_flow(rig: Rig) -> None:
     assert rig.locker.intents == {}
 
 
-def test_door_closing_before_it_opened_completes_nothing(rig: Rig) -> None:
+def test_an_unlock_on_a_door_standing_open_completes_when_it_closes(rig: Rig) -> None:
     rig.reserve("p1", "314159")
     assert types(rig.door("01", DoorState.OPEN)) == ["door_forced"]
     rig.locker.begin_deposit("p1", actor="courier-7", now=rig.now)
-    # the door was already open: its closing is not the opening the intent waits for
-    assert types(rig.door("01", DoorState.CLOSED)) == ["door_closed"]
-    assert rig.status("p1") is S.RESERVED
-    assert rig.locker.intents["01"].door_opened is False
-    assert types(rig.door("01", DoorState.UNKNOWN)) == ["door_unknown"]
-    assert rig.status("p1") is S.RESERVED
+    # the door will not open again: the courier loads the parcel and closing completes it
+    assert rig.locker.intents["01"].door_opened is True
+    assert types(rig.door("01", DoorState.CLOSED)) == ["door_closed", "deposited"]
+    assert rig.status("p1") is S.DEPOSITED
 
 
 def test_deposit_refusals(rig: Rig) -> None:
@@ -1655,3 +1653,4 @@ def test_a_later_parcel_under_a_code_being_used_can_be_collected(rig: Rig) -> No
     rig.take()
     error = rig.refuses(InvalidCode, lambda: rig.authenticate("424242"))
     assert isinstance(error, InvalidCode)
+
