@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ COMMAND_SUMMARIES: dict[str, str] = {
 }
 """Summaries of the commands whose arguments model has no docstring of its own."""
 
-_STATE_MODELS: tuple[type[BaseModel], ...] = (
+_MESSAGE_MODELS: tuple[type[BaseModel], ...] = (
     c.CommandEnvelope,
     c.Reply,
     c.EventMessage,
@@ -60,11 +61,16 @@ def command_summary(name: str) -> str:
     """What a command does: its arguments model's docstring, else COMMAND_SUMMARIES."""
     model = c.COMMAND_ARGS[name]
     shared = sum(1 for other in c.COMMAND_ARGS.values() if other is model) > 1
-    doc = None if shared else model.__doc__
-    if doc and doc.strip():
-        paragraph = doc.strip().split("\n\n")[0]
-        return " ".join(paragraph.split()).replace("``", "`")
-    return COMMAND_SUMMARIES.get(name, f"The `{name}` command.")
+    summary = None if shared else _first_paragraph(model.__doc__)
+    return summary or COMMAND_SUMMARIES.get(name, f"The `{name}` command.")
+
+
+def _first_paragraph(doc: str | None) -> str | None:
+    """A docstring's first paragraph on one line, reStructuredText literals as Markdown."""
+    if not doc or not doc.strip():
+        return None
+    paragraph = doc.strip().split("\n\n")[0]
+    return " ".join(paragraph.split()).replace("``", "`")
 
 
 class SchemaConflict(RuntimeError):
@@ -74,12 +80,12 @@ class SchemaConflict(RuntimeError):
 def build_asyncapi() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the contract, as plain JSON-ready data."""
     schemas: dict[str, Any] = {}
-    for model in _STATE_MODELS:
+    for model in _MESSAGE_MODELS:
         _add_schema(schemas, model)
     for args_model in c.COMMAND_ARGS.values():
         _add_schema(schemas, args_model)
     for name, args_model in c.COMMAND_ARGS.items():
-        schemas[_command_schema_name(name)] = _command_schema(name, args_model, schemas)
+        _put(schemas, _command_schema_name(name), _command_schema(name, args_model, schemas))
 
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
@@ -214,52 +220,86 @@ def _add_command(
     }
 
 
-_OUTGOING: tuple[tuple[str, str, str, type[BaseModel], int, bool, str], ...] = (
-    ("status", "status", "status", c.StatusMessage, 1, True,
-     "Presence. Retained: a birth message (online: true) on every connect, the Last Will "
-     "(online: false) if the connection is lost, and online: false on a clean stop."),
-    ("replies", "replies", "reply", c.Reply, 1, False,
-     "The default reply topic: replies to commands that named no other (see receive_*)."),
-    ("events", "events", "event", c.EventMessage, 1, False,
-     "The outbox: every event in seq order, at least once; a re-sent event keeps its id."),
-    ("compartments", "compartments/{compartment_id}", "compartment", c.CompartmentMessage, 1,
-     True, "Retained: each compartment's current state, re-sent when it changes and on "
-     "every connect."),
-    ("telemetry", "telemetry", "telemetry", c.TelemetryMessage, 0, False,
-     "Health figures every policies.telemetry_interval_s seconds while connected."),
+@dataclass(frozen=True)
+class _Outgoing:
+    """One topic the locker publishes on."""
+
+    channel_id: str
+    tail: str
+    message_id: str
+    model: type[BaseModel]
+    qos: int
+    retain: bool
+    summary: str
+    description: str
+
+
+_OUTGOING = (
+    _Outgoing(
+        "status", "status", "status", c.StatusMessage, 1, True,
+        "Presence of the locker.",
+        "Retained: a birth message (online: true) on every connect, the Last Will "
+        "(online: false) if the connection is lost, and online: false on a clean stop.",
+    ),
+    _Outgoing(
+        "replies", "replies", "reply", c.Reply, 1, False,
+        "Replies to commands.",
+        "The default reply topic, for commands that named no other (see the receive_* "
+        "operations).",
+    ),
+    _Outgoing(
+        "events", "events", "event", c.EventMessage, 1, False,
+        "The event stream.",
+        "The outbox in seq order, at least once: a re-sent event keeps its id; deduplicate "
+        "by id.",
+    ),
+    _Outgoing(
+        "compartments", "compartments/{compartment_id}", "compartment", c.CompartmentMessage,
+        1, True,
+        "Each compartment's current state.",
+        "Retained; sent for every compartment on every connect, and again when it changes.",
+    ),
+    _Outgoing(
+        "telemetry", "telemetry", "telemetry", c.TelemetryMessage, 0, False,
+        "Health figures.",
+        "Every policies.telemetry_interval_s seconds while connected.",
+    ),
 )
 
 
 def _add_outgoing(
     channels: dict[str, Any], operations: dict[str, Any], messages: dict[str, Any]
 ) -> None:
-    for channel_id, tail, message_id, model, qos, retain, description in _OUTGOING:
-        messages[message_id] = {
-            "name": message_id,
-            "title": model.__name__,
-            "summary": (model.__doc__ or description).strip().splitlines()[0],
+    for out in _OUTGOING:
+        messages[out.message_id] = {
+            "name": out.message_id,
+            "title": out.model.__name__,
+            "summary": _first_paragraph(out.model.__doc__) or out.summary,
             "contentType": "application/json",
-            "payload": {"$ref": REF_TEMPLATE.format(model=model.__name__)},
+            "payload": {"$ref": REF_TEMPLATE.format(model=out.model.__name__)},
         }
-        if model is c.Reply:
-            messages[message_id]["correlationId"] = {
+        if out.model is c.Reply:
+            messages[out.message_id]["correlationId"] = {
                 "description": "the command's id (MQTT 5: also its Correlation Data)",
                 "location": "$message.payload#/id",
             }
-        extra = ("compartment_id",) if "{compartment_id}" in tail else ()
-        channels[channel_id] = {
-            "address": _address(tail),
-            "title": tail,
-            "description": description,
-            "messages": {message_id: {"$ref": f"#/components/messages/{message_id}"}},
+        extra = ("compartment_id",) if "{compartment_id}" in out.tail else ()
+        channels[out.channel_id] = {
+            "address": _address(out.tail),
+            "title": out.tail,
+            "description": out.description,
+            "messages": {out.message_id: {"$ref": f"#/components/messages/{out.message_id}"}},
             "parameters": _locker_parameters(*extra),
         }
-        operations[f"send_{message_id}"] = {
+        operations[f"send_{out.message_id}"] = {
             "action": "send",
-            "channel": {"$ref": f"#/channels/{channel_id}"},
-            "summary": description.split(". ")[0].rstrip(".") + ".",
-            "messages": [{"$ref": f"#/channels/{channel_id}/messages/{message_id}"}],
-            "bindings": _operation_bindings(qos, retain),
+            "channel": {"$ref": f"#/channels/{out.channel_id}"},
+            "summary": out.summary,
+            "description": out.description,
+            "messages": [
+                {"$ref": f"#/channels/{out.channel_id}/messages/{out.message_id}"}
+            ],
+            "bindings": _operation_bindings(out.qos, out.retain),
         }
 
 

@@ -46,7 +46,15 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value pairs may follow options (``send L1 assign --json '{..}' size=M``), which
+    # argparse leaves over once the positional list has been read
+    pairs = [item for item in extra if not item.startswith("-") and "=" in item]
+    if args.command == "send" and pairs:
+        args.pairs = [*args.pairs, *pairs]
+        extra = [item for item in extra if item not in pairs]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -81,8 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     send = sub.add_parser(
         "send", help="send one command and print the locker's reply",
         description=(
-            "Send COMMAND to LOCKER_ID and print the reply as JSON. Each ARG is key=value; "
-            "a value is read as JSON when it parses (42, true, [\"a\"]), else as text; "
+            "Send COMMAND to LOCKER_ID and print the reply as JSON. In each key=value, "
+            "the value is read as JSON when it parses (42, true, [\"a\"]), else as text; "
             "arguments the contract types as text (ids, codes, reasons) are always text."
         ),
     )
@@ -250,9 +258,9 @@ def _send(args: argparse.Namespace) -> int:
         try:
             reply = client.send(args.locker_id, name, document, timeout=args.timeout)
         except CtlError as exc:
-            raise CtlError(
-                f"{exc}: is it online? (locker-ctl fleet shows presence)"
-            ) from exc
+            if str(exc).startswith("no reply"):
+                raise CtlError(f"{exc}: is it online? (locker-ctl fleet shows presence)") from exc
+            raise
         except (RuntimeError, ValueError) as exc:  # paho could not hand the message over
             raise CtlError(f"the command could not be sent: {exc}") from exc
     print(json.dumps(reply, indent=2))

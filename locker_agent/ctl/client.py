@@ -89,6 +89,7 @@ class FleetClient:
         self._subacked = threading.Condition()
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
 
     # ------------------------------------------------------------------ lifecycle
@@ -157,6 +158,7 @@ class FleetClient:
                 listener(message)
 
         self._listeners.append(deliver)
+        self._filters.extend(filters)  # renewed on every reconnect, as subscribe() does
         result, mid = self._client.subscribe([(f, 1) for f in filters])
         if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
             raise CtlError(f"subscribe to {', '.join(filters)} failed: {result}")
@@ -219,10 +221,16 @@ class FleetClient:
             properties.ResponseTopic = self._reply_topic
             properties.CorrelationData = correlation.encode()
         topic = f"{self.prefix}/{locker_id}/cmd/{name}"
-        info = self._client.publish(topic, payload, qos=1, retain=retain, properties=properties)
-        info.wait_for_publish(timeout)
         try:
+            if not self._connected.wait(timeout):
+                raise CtlError("not connected to the broker")
+            info = self._client.publish(
+                topic, payload, qos=1, retain=retain, properties=properties
+            )
+            info.wait_for_publish(timeout)
             return inbox.get(timeout=timeout)
+        except (RuntimeError, ValueError) as exc:
+            raise CtlError(f"could not send {name} to {locker_id}: {exc}") from None
         except queue.Empty:
             raise CtlError(f"no reply from {locker_id} to {name} within {timeout:g} s") from None
         finally:
@@ -263,6 +271,13 @@ class FleetClient:
         for topic_filter in self._filters:  # a broker that lost our session forgot them
             client.subscribe(topic_filter, qos=1)
         self._connected.set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def _on_disconnect(self, client: mqtt.Client, *_: Any) -> None:
+        self._connected.clear()
 
     def _on_subscribe(
         self, client: mqtt.Client, _u: Any, mid: int, codes: list[Any], _p: Any
