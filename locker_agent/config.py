@@ -234,10 +234,11 @@ class MqttConfig(_Section):
     keepalive_s: int = Field(default=60, ge=5, le=3600)
     operator_public_key: str | None = Field(default=None, min_length=1)
     """Ed25519 key (base64 of 32 bytes, or a PEM file) that signs door-opening commands;
-    when set, ``open``, ``remote_pickup`` and ``clear_alarm`` must carry a valid signature."""
+    when set, ``open``, ``remote_pickup``, ``clear_alarm`` and ``set_config`` must carry a
+    valid signature."""
     reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
     reconnect_max_s: float = Field(default=120.0, gt=0, le=3600)
-    """Reconnect backoff doubles from min to max, with full jitter, so a fleet does not
+    """Reconnect backoff doubles from min to max, with equal jitter, so a fleet does not
     stampede a restarted broker."""
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, le=2**32 - 1)
     """MQTT 5 session expiry: the broker keeps QoS 1 commands for an offline locker this long."""

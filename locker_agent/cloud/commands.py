@@ -41,8 +41,13 @@ class Answer:
     reply_to: str | None = None
 
 
-def _is_publishable_topic(topic: str) -> bool:
-    return 0 < len(topic) <= 256 and "+" not in topic and "#" not in topic and "\0" not in topic
+def is_reply_topic(topic: str) -> bool:
+    """A topic a reply may go to: no wildcards, and never a command topic (of any locker)."""
+    return (
+        0 < len(topic) <= 256
+        and not any(ch in topic for ch in "+#\0")
+        and "/cmd/" not in f"/{topic}/"
+    )
 
 
 class CommandRefused(Exception):
@@ -89,7 +94,7 @@ class CommandProcessor:
         raw: dict[str, Any] = {}
         reply = self._reply(name, payload, retained, raw)
         reply_to = raw.get("reply_to")
-        if not isinstance(reply_to, str) or not _is_publishable_topic(reply_to):
+        if not isinstance(reply_to, str) or not is_reply_topic(reply_to):
             reply_to = None
         return Answer(reply, reply_to)
 
@@ -102,6 +107,9 @@ class CommandProcessor:
             raw_out.update(raw)
             command_id = raw.get("id") if isinstance(raw.get("id"), str) else None
             if retained:
+                earlier = self.service.store.inbox_reply(command_id) if command_id else None
+                if earlier is not None:  # applied when it arrived live (MQTT 3.1.1)
+                    return c.Reply.model_validate(earlier)
                 raise CommandRefused(
                     "retained", "commands must not be retained; it was not applied", "retain"
                 )
@@ -126,6 +134,13 @@ class CommandProcessor:
         except Exception:  # a bug must cost one reply, never the link
             logger.exception("command failed", extra={"fields": {"command": name}})
             return self._error(command_id, name, "internal", "the locker could not do that")
+
+    def prune_inbox(self) -> int:
+        """Forget command ids older than the horizon: such commands have expired anyway."""
+        removed = self.service.store.prune_inbox(self.service.now() - self._horizon)
+        if removed:
+            logger.info("inbox pruned", extra={"fields": {"removed": removed}})
+        return removed
 
     # -------------------------------------------------------------------- parsing
 
@@ -186,7 +201,7 @@ class CommandProcessor:
         try:
             result = handler(args, remember)
         except DomainError as exc:
-            field = f"args.{exc.field}" if exc.field else None
+            field = f"args.{_ARG_FOR_DOMAIN_FIELD.get(exc.field, exc.field)}" if exc.field else None
             return self._refuse_and_remember(
                 envelope, name, CommandRefused(exc.code, exc.message, field)
             )
@@ -429,6 +444,13 @@ class CommandProcessor:
         self.service.store.record_command(remember(result)([]))
         return result
 
+
+_ARG_FOR_DOMAIN_FIELD = {
+    "hold_period": "hold_period_h",
+    "seconds": "hours",
+    "ttl": "valid_h",
+}
+"""Domain argument names that differ from the command arguments they come from."""
 
 InboxRecordFactory = Callable[[Sequence[DomainEvent]], InboxRecord]
 Remember = Callable[[dict[str, Any]], InboxRecordFactory]

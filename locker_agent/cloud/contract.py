@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -49,13 +48,7 @@ Reason = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_wh
 Size = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,16}$")]
 
 
-def _positive_hours(value: float) -> float:
-    if not 0 < value <= 24 * 60:
-        raise ValueError("must be more than 0 and at most 1440 hours (60 days)")
-    return value
-
-
-Hours = Annotated[float, AfterValidator(_positive_hours)]
+Hours = Annotated[float, Field(gt=0, le=24 * 60, description="hours, at most 60 days")]
 
 
 class _Strict(BaseModel):
@@ -189,7 +182,7 @@ COMMAND_ARGS: dict[str, type[_Strict]] = {
 """Every command a locker understands, by the name in its topic ``cmd/{name}``."""
 
 DOOR_OPENING_COMMANDS = frozenset({"open", "remote_pickup"})
-SIGNED_COMMANDS = frozenset({"open", "remote_pickup", "clear_alarm"})
+SIGNED_COMMANDS = frozenset({"open", "remote_pickup", "clear_alarm", "set_config"})
 """Commands that must carry a valid Ed25519 signature once an operator key is configured."""
 
 

@@ -51,6 +51,7 @@ MISC_INTERVAL_S = 1.0
 CONNECT_TIMEOUT_S = 15.0
 ACK_TIMEOUT_S = 30.0
 """An event not acknowledged this long after it was handed to paho is sent again."""
+INBOX_PRUNE_INTERVAL_S = 3600.0
 PAHO_QUEUE_LIMIT = 1000
 """paho's own queue is unbounded by default; ours never needs more than this."""
 
@@ -122,6 +123,7 @@ class MqttLink:
         self._inflight: dict[int, _Inflight] = {}
         self._last_handed_seq = 0
         self._dirty_compartments: set[str] = set()
+        self._published_free: dict[str, int] = {}
         self._stopping = False
         self._socket: socket.socket | None = None
 
@@ -293,6 +295,10 @@ class MqttLink:
         assert self._loop is not None
         self._disconnected.clear()
         self._connack = self._loop.create_future()
+        # the Last Will says what we knew at this connect, not at start-up
+        self._client.will_set(
+            self._topics.status, self._status(online=False).model_dump_json(), qos=1, retain=True
+        )
         properties = None
         if self._v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -349,6 +355,7 @@ class MqttLink:
             self._client.subscribe(self._topics.commands, options=options)
         else:
             self._client.subscribe(self._topics.commands, qos=1)
+        self._published_free = self._service.locker.free_by_size()
         self._publish_model(self._topics.status, self._status(online=True), retain=True)
         for compartment_id in self._service.locker.compartments:
             self._publish_compartment(compartment_id)
@@ -375,10 +382,14 @@ class MqttLink:
             logger.warning("MQTT disconnected", extra={"fields": {"reason": str(reason)}})
 
     async def _misc_timer(self) -> None:
+        last_prune = float("-inf")
         while True:
             await asyncio.sleep(MISC_INTERVAL_S)
             if self._socket is not None:
                 self._safe(self._client.loop_misc)()
+            if self._monotonic() - last_prune >= INBOX_PRUNE_INTERVAL_S:
+                last_prune = self._monotonic()
+                self._safe(self._processor.prune_inbox)()
 
     # ---------------------------------------------------------------- commands
 
@@ -477,7 +488,9 @@ class MqttLink:
         for event in self._service.store.pending_events(limit=room, after_seq=after):
             if event.seq in self._inflight:
                 continue
-            payload = json.dumps(event.as_message(self._topics.locker_id), default=str)
+            payload = c.EventMessage.model_validate(
+                event.as_message(self._topics.locker_id)
+            ).model_dump_json()
             info = self._client.publish(self._topics.events, payload, qos=1)
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 self.stats.count_error("publish")
@@ -492,6 +505,10 @@ class MqttLink:
     def _publish_dirty_compartments(self) -> None:
         if not self.connected or not self._dirty_compartments:
             return
+        free = self._service.locker.free_by_size()
+        if free != self._published_free:
+            self._published_free = free
+            self._publish_model(self._topics.status, self._status(online=True), retain=True)
         dirty, self._dirty_compartments = self._dirty_compartments, set()
         for compartment_id in sorted(dirty):
             if compartment_id in self._service.locker.compartments:

@@ -241,7 +241,7 @@ class Locker:
             return self._set_status(assignment, S.EXPIRED, now, "expired", reason=reason)
         raise InvalidTransition(
             f"assignment {assignment_id} is {assignment.status.value} and cannot be cancelled",
-            field="id",
+            field="assignment_id",
         )
 
     def extend(self, assignment_id: str, *, seconds: float, now: datetime) -> list[DomainEvent]:
@@ -255,7 +255,7 @@ class Locker:
             raise InvalidTransition(
                 f"assignment {assignment_id} is {assignment.status.value}; "
                 "only a reserved or deposited parcel can be extended",
-                field="id",
+                field="assignment_id",
             )
         assignment.hold_seconds += seconds
         if assignment.hold_deadline is not None:
@@ -343,7 +343,7 @@ class Locker:
                 self._touch(credential)
                 revoked += 1
         if not revoked:
-            raise DomainError(f"assignment {assignment_id} has no live code", field="id")
+            raise DomainError(f"assignment {assignment_id} has no live code", field="assignment_id")
         return [self._event("code_revoked", now, assignment.compartment_id, assignment.id)]
 
     # --------------------------------------------------------------- using codes
@@ -426,7 +426,7 @@ class Locker:
         if assignment.kind is not AssignmentKind.DELIVERY or assignment.status is not S.RESERVED:
             raise InvalidTransition(
                 f"assignment {assignment_id} is {assignment.status.value}, not reserved",
-                field="id",
+                field="assignment_id",
             )
         assert assignment.compartment_id is not None
         self._require_openable(assignment.compartment_id)
@@ -730,7 +730,7 @@ class Locker:
         if not ids:
             raise InvalidTransition(
                 f"compartment {compartment_id} holds nothing to {purpose.value.replace('_', ' ')}",
-                field="compartment",
+                field="compartment_id",
             )
         self._require_openable(compartment_id, allow_out_of_service=True)
         return [self._begin(compartment_id, purpose, actor, ids, now)]
@@ -797,10 +797,10 @@ class Locker:
         self, *, size: str | None, compartment_id: str | None, accessible: bool, customer: str
     ) -> Compartment:
         if compartment_id is not None:
-            compartment = self._compartment(compartment_id, field="compartment")
+            compartment = self._compartment(compartment_id, field="compartment_id")
             if not compartment.in_service:
                 raise CompartmentUnavailable(
-                    f"compartment {compartment_id} is out of service", field="compartment"
+                    f"compartment {compartment_id} is out of service", field="compartment_id"
                 )
             if size is not None and size_rank(self.sizes, compartment.size) < size_rank(
                 self.sizes, size
@@ -808,24 +808,24 @@ class Locker:
                 raise CompartmentUnavailable(
                     f"compartment {compartment_id} is size {compartment.size}, "
                     f"too small for {size}",
-                    field="compartment",
+                    field="compartment_id",
                 )
             if accessible and not compartment.accessible:
                 raise CompartmentUnavailable(
-                    f"compartment {compartment_id} is not accessible", field="compartment"
+                    f"compartment {compartment_id} is not accessible", field="compartment_id"
                 )
             others = self.customers_in(compartment_id) - {customer}
             if others:
                 raise CompartmentUnavailable(
                     f"compartment {compartment_id} holds another customer's parcel",
-                    field="compartment",
+                    field="compartment_id",
                 )
             if self.state_of(compartment_id) not in (
                 CompartmentState.FREE, CompartmentState.RESERVED, CompartmentState.OCCUPIED
             ):
                 raise CompartmentUnavailable(
                     f"compartment {compartment_id} is {self.state_of(compartment_id).value}",
-                    field="compartment",
+                    field="compartment_id",
                 )
             return compartment
         if size is None:
@@ -960,16 +960,19 @@ class Locker:
 
     def _require_new_assignment(self, assignment_id: str) -> None:
         if not assignment_id:
-            raise DomainError("assignment id must not be empty", field="id")
+            raise DomainError("assignment id must not be empty", field="assignment_id")
         if assignment_id in self.assignments:
-            raise DuplicateAssignment(f"assignment {assignment_id} already exists", field="id")
+            raise DuplicateAssignment(
+                f"assignment {assignment_id} already exists", field="assignment_id"
+            )
         archived = self._archive(assignment_id)
         if archived is not None:
             raise DuplicateAssignment(
-                f"assignment {assignment_id} already exists and is {archived.value}", field="id"
+                f"assignment {assignment_id} already exists and is {archived.value}",
+                field="assignment_id",
             )
 
-    def _compartment(self, compartment_id: str, *, field: str = "compartment") -> Compartment:
+    def _compartment(self, compartment_id: str, *, field: str = "compartment_id") -> Compartment:
         try:
             return self.compartments[compartment_id]
         except KeyError:
@@ -982,9 +985,9 @@ class Locker:
         archived = self._archive(assignment_id)
         if archived is not None:
             raise InvalidTransition(
-                f"assignment {assignment_id} is already {archived.value}", field="id"
+                f"assignment {assignment_id} is already {archived.value}", field="assignment_id"
             )
-        raise UnknownAssignment(f"no assignment {assignment_id!r}", field="id")
+        raise UnknownAssignment(f"no assignment {assignment_id!r}", field="assignment_id")
 
     def _intent(self, compartment_id: str) -> UnlockIntent:
         try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from locker_agent.cloud.link import backoff_delay
+from locker_agent.ctl.client import CtlError
 from tests.cloud.harness import AgentThread, Cloud
 from tests.conftest import ConfigWriter
 from tests.support.mosquitto import BrokerFactory, mosquitto_factory  # noqa: F401 - fixture
@@ -40,6 +41,7 @@ def test_subscriptions_are_renewed_when_the_broker_forgot_the_session(
                                 "reconnect_min_s": 0.1, "reconnect_max_s": 0.3})
     with AgentThread(config) as agent, Cloud(plain_broker.host, plain_broker.port,
                                              LOCKER) as cloud:
+        cloud.wait_for(lambda: bool(cloud.on("status")), what="birth (after subscribing)")
         assert cloud.command("ping")["ok"]
         plain_broker.kill()
         plain_broker.start()  # no persistence: every session and subscription is gone
@@ -47,7 +49,17 @@ def test_subscriptions_are_renewed_when_the_broker_forgot_the_session(
         link = agent.agent.link
         cloud.wait_for(lambda: link.stats.connects >= 2, what="the agent reconnected")
         cloud.wait_for(lambda: cloud.client.connected, what="the cloud reconnected")
-        assert cloud.command("ping", timeout=10)["ok"]
+        # a command that reaches the broker before the locker has resubscribed is dropped by
+        # the broker (no session, no subscriber); the cloud resends with the same id
+        envelope = cloud.client.envelope(LOCKER, "ping")
+        reply = None
+        for _ in range(5):
+            try:
+                reply = cloud.client.send(LOCKER, "ping", envelope, timeout=2)
+                break
+            except CtlError:
+                continue
+        assert reply is not None and reply["ok"]
         # and the retained state is published again for dashboards that subscribe now
         assert cloud.client.collect(f"lockers/{LOCKER}/status", 0.5)[-1].json()["online"]
 
@@ -58,6 +70,7 @@ def test_an_exception_in_a_callback_does_not_stop_the_network_loop(
     config = write_config(mqtt={"host": plain_broker.host, "port": plain_broker.port})
     with AgentThread(config) as agent, Cloud(plain_broker.host, plain_broker.port,
                                              LOCKER) as cloud:
+        cloud.wait_for(lambda: bool(cloud.on("status")), what="birth (after subscribing)")
         assert agent.agent is not None and agent.agent.processor is not None
         processor = agent.agent.processor
         real_handle = processor.handle
@@ -70,7 +83,6 @@ def test_an_exception_in_a_callback_does_not_stop_the_network_loop(
             return real_handle(*args, **kwargs)
 
         monkeypatch.setattr(processor, "handle", flaky)
-        from locker_agent.ctl.client import CtlError
         with pytest.raises(CtlError):
             cloud.command("ping", timeout=1.5)
         assert cloud.command("ping")["ok"]

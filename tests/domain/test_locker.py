@@ -204,7 +204,7 @@ def test_reserve_explicit_compartment_too_small(rig: Rig) -> None:
     error = rig.refuses(
         CompartmentUnavailable, lambda: rig.reserve("p1", "100001", size="L", compartment_id="03")
     )
-    assert error.field == "compartment"
+    assert error.field == "compartment_id"
     assert "too small" in error.message
 
 
@@ -219,7 +219,7 @@ def test_reserve_explicit_unknown_compartment(rig: Rig) -> None:
     error = rig.refuses(
         UnknownCompartment, lambda: rig.reserve("p1", "100001", compartment_id="99")
     )
-    assert error.field == "compartment"
+    assert error.field == "compartment_id"
 
 
 def test_reserve_skips_and_refuses_out_of_service_compartments(rig: Rig) -> None:
@@ -301,7 +301,7 @@ def test_locker_full_names_the_size(rig: Rig) -> None:
 def test_reserve_refuses_a_duplicate_id_in_memory_and_archived(rig: Rig) -> None:
     rig.reserve("p1", "100001")
     error = rig.refuses(DuplicateAssignment, lambda: rig.reserve("p1", "100002", size="M"))
-    assert (error.code, error.field) == ("duplicate_assignment", "id")
+    assert (error.code, error.field) == ("duplicate_assignment", "assignment_id")
 
     rig.deposit("p1")
     rig.pickup("100001")
@@ -328,7 +328,7 @@ def test_reserve_validates_its_arguments(rig: Rig, kwargs: dict[str, object], fi
 
 
 def test_reserve_refuses_an_empty_id(rig: Rig) -> None:
-    assert rig.refuses(DomainError, lambda: rig.reserve("", "100001")).field == "id"
+    assert rig.refuses(DomainError, lambda: rig.reserve("", "100001")).field == "assignment_id"
 
 
 def test_code_collision_between_two_customers(rig: Rig) -> None:
@@ -575,7 +575,7 @@ def test_deposit_refusals(rig: Rig) -> None:
     def deposit(aid: str) -> Callable[[], object]:
         return lambda: rig.locker.begin_deposit(aid, actor="courier-7", now=rig.now)
 
-    assert rig.refuses(InvalidTransition, deposit("p1")).field == "id"
+    assert rig.refuses(InvalidTransition, deposit("p1")).field == "assignment_id"
     rig.refuses(InvalidTransition, deposit("r1"))
     rig.refuses(UnknownAssignment, deposit("nope"))
 
@@ -696,7 +696,7 @@ def test_return_refusals(rig: Rig) -> None:
         InvalidTransition,
         lambda: rig.locker.begin_collect_return("01", actor="courier-7", now=rig.now),
     )
-    assert error.field == "compartment"
+    assert error.field == "compartment_id"
     rig.refuses(
         UnknownCompartment,
         lambda: rig.locker.begin_collect_return("99", actor="courier-7", now=rig.now),
