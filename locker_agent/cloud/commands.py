@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,12 +43,23 @@ class Answer:
 
 
 def is_reply_topic(topic: str) -> bool:
-    """A topic a reply may go to: no wildcards, and never a command topic (of any locker)."""
-    return (
-        0 < len(topic) <= 256
-        and not any(ch in topic for ch in "+#\0")
-        and "/cmd/" not in f"/{topic}/"
+    """A topic a reply may go to: no wildcards, never a command topic (of any locker), and
+    nothing a broker would call a malformed packet and disconnect us for."""
+    if not 0 < len(topic) <= 256 or "/cmd/" in f"/{topic}/":
+        return False
+    try:
+        topic.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return not any(
+        ch in "+#" or unicodedata.category(ch) in ("Cc", "Cs") or _is_noncharacter(ch)
+        for ch in topic
     )
+
+
+def _is_noncharacter(ch: str) -> bool:
+    code = ord(ch)
+    return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
 
 
 class CommandRefused(Exception):
@@ -107,21 +119,24 @@ class CommandProcessor:
             raw_out.update(raw)
             command_id = raw.get("id") if isinstance(raw.get("id"), str) else None
             if retained:
-                earlier = self.service.store.inbox_reply(command_id) if command_id else None
+                earlier = self._earlier_reply(name, command_id) if command_id else None
                 if earlier is not None:  # applied when it arrived live (MQTT 3.1.1)
-                    return c.Reply.model_validate(earlier)
+                    return earlier
                 raise CommandRefused(
                     "retained", "commands must not be retained; it was not applied", "retain"
                 )
-            envelope = self._envelope(raw)
+            envelope = _validate(c.CommandEnvelope, raw, prefix="")
             command_id = envelope.id
-            earlier = self.service.store.inbox_reply(envelope.id)
+            # before the expiry check: a redelivery of an applied command gets its answer
+            # even after it expired, so the cloud never mistakes it for "not applied"
+            earlier = self._earlier_reply(name, envelope.id)
             if earlier is not None:
                 logger.info(
                     "duplicate command answered from the inbox",
                     extra={"fields": {"command": name, "command_id": envelope.id}},
                 )
-                return c.Reply.model_validate(earlier)
+                return earlier
+            self._check_expiry(envelope)
             return self._apply(name, envelope, raw)
         except CommandRefused as refusal:
             self.refused += 1
@@ -134,6 +149,18 @@ class CommandProcessor:
         except Exception:  # a bug must cost one reply, never the link
             logger.exception("command failed", extra={"fields": {"command": name}})
             return self._error(command_id, name, "internal", "the locker could not do that")
+
+    def _earlier_reply(self, name: str, command_id: str) -> c.Reply | None:
+        earlier = self.service.store.inbox_reply(command_id)
+        if earlier is None:
+            return None
+        reply = c.Reply.model_validate(earlier)
+        if reply.command is not None and reply.command != name:
+            raise CommandRefused(
+                "duplicate_id",
+                f"command id {command_id} was already used for {reply.command}", "id",
+            )
+        return reply
 
     def prune_inbox(self) -> int:
         """Forget command ids older than the horizon: such commands have expired anyway."""
@@ -153,14 +180,15 @@ class CommandProcessor:
             )
         try:
             raw = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise CommandRefused("invalid_json", f"the payload is not JSON: {exc}") from None
+            # a lone surrogate (e.g. "\\ud800") parses but can never be sent back as UTF-8
+            json.dumps(raw, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError) as exc:  # incl. JSON and UTF-8 errors, huge ints
+            raise CommandRefused("invalid_json", f"the payload is not valid JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise CommandRefused("invalid_json", "the payload must be a JSON object")
         return raw
 
-    def _envelope(self, raw: dict[str, Any]) -> c.CommandEnvelope:
-        envelope = _validate(c.CommandEnvelope, raw, prefix="")
+    def _check_expiry(self, envelope: c.CommandEnvelope) -> None:
         now = self.service.now()
         if envelope.expires_at <= now:
             raise CommandRefused(
@@ -173,7 +201,6 @@ class CommandProcessor:
                 f"expires_at may be at most {self._horizon} ahead of the locker's clock",
                 "expires_at",
             )
-        return envelope
 
     def _apply(self, name: str, envelope: c.CommandEnvelope, raw: dict[str, Any]) -> c.Reply:
         model = c.COMMAND_ARGS.get(name)
@@ -185,9 +212,10 @@ class CommandProcessor:
             return self._refuse_and_remember(envelope, name, refusal)
         try:
             args = _validate(model, envelope.args, prefix="args.")
-            self._check_signature(name, raw)
         except CommandRefused as refusal:
             return self._refuse_and_remember(envelope, name, refusal)
+        # not remembered: a forged copy must not block the genuine command with the same id
+        self._check_signature(name, raw)
         handler: Callable[[Any, Callable[[dict[str, Any]], InboxRecordFactory]], dict[str, Any]]
         handler = getattr(self, f"_cmd_{name}")
         received = self.service.now()
@@ -200,6 +228,8 @@ class CommandProcessor:
 
         try:
             result = handler(args, remember)
+        except CommandRefused as refusal:
+            return self._refuse_and_remember(envelope, name, refusal)
         except DomainError as exc:
             field = f"args.{_ARG_FOR_DOMAIN_FIELD.get(exc.field, exc.field)}" if exc.field else None
             return self._refuse_and_remember(
@@ -326,10 +356,11 @@ class CommandProcessor:
         events = locker.begin_remote_pickup(
             a.assignment_id, actor="customer_app", now=self.service.now()
         )
-        self._limiter.record(self._monotonic())
         compartment = events[0].compartment_id or ""
         result = {"compartment_id": compartment, "label": self.service.label(compartment)}
-        return self._commit(lambda: events, result, remember)
+        self._commit(lambda: events, result, remember)
+        self._limiter.record(self._monotonic())  # only openings that really happen count
+        return result
 
     def _cmd_open(self, a: c.OpenArgs, remember: Remember) -> dict[str, Any]:
         self._police_remote_open(remember)
@@ -337,9 +368,10 @@ class CommandProcessor:
             a.compartment_id, actor=f"operator:{a.operator}", reason=a.reason,
             now=self.service.now(), remote=True,
         )
-        self._limiter.record(self._monotonic())
         result = {"compartment_id": a.compartment_id, "label": self.service.label(a.compartment_id)}
-        return self._commit(lambda: events, result, remember)
+        self._commit(lambda: events, result, remember)
+        self._limiter.record(self._monotonic())
+        return result
 
     def _police_remote_open(self, remember: Remember) -> None:
         """Refuse a remote opening over the limit, and raise the alarm that locks them all."""

@@ -21,10 +21,11 @@ topic                       direction  QoS     what
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -49,6 +50,20 @@ Size = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,16}$")]
 
 
 Hours = Annotated[float, Field(gt=0, le=24 * 60, description="hours, at most 60 days")]
+
+
+def _representable_in_utc(value: datetime) -> datetime:
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the date is out of range") from None
+    if in_utc.year > 2200:
+        raise ValueError("the date is out of range (after 2200)")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_representable_in_utc)]
+"""A timezone-aware instant the locker can store (years up to 2200)."""
 
 
 class _Strict(BaseModel):
@@ -95,7 +110,7 @@ class AnnounceReturnArgs(_Strict):
 class GrantCourierArgs(_Strict):
     courier_id: Identifier
     code: Code
-    expires_at: AwareDatetime | None = None
+    expires_at: Instant | None = None
 
 
 class RevokeCourierArgs(_Strict):
@@ -195,7 +210,7 @@ class CommandEnvelope(_Strict):
     id: Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F-]{32,36}$")] = Field(
         description="a UUID; a command id is applied at most once"
     )
-    expires_at: AwareDatetime = Field(description="refused with `expired` after this instant")
+    expires_at: Instant = Field(description="refused with `expired` after this instant")
     args: dict[str, Any] = Field(default_factory=dict)
     reply_to: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         default=None, description="reply topic for MQTT 3.1.1 clients (MQTT 5: response topic)"
