@@ -420,7 +420,13 @@ class MqttLink:
             if correlation is not None:
                 reply_properties.CorrelationData = correlation
         topic = response_topic or answer.reply_to or self._topics.replies
-        self._publish_model(topic, answer.reply, properties=reply_properties)
+        try:
+            self._publish_model(topic, answer.reply, properties=reply_properties)
+        except (ValueError, TypeError):  # a response topic paho cannot encode
+            self.stats.count_error("publish")
+            logger.warning("reply could not be published; sent to the default topic",
+                           extra={"fields": {"command": name}})
+            self._publish_model(self._topics.replies, answer.reply)
 
     # ------------------------------------------------------------------ events
 
