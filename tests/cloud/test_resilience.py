@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from locker_agent.ctl.client import CtlError
 from tests.cloud.harness import AgentProcess, AgentThread, Cloud
 from tests.conftest import ConfigWriter
@@ -15,6 +17,7 @@ from tests.support.mosquitto import (  # noqa: F401 - fixtures
     MosquittoBroker,
     mosquitto,
     mosquitto_factory,
+    password_file,
 )
 from tests.support.tls import make_rogue_client, make_tls
 
@@ -135,3 +138,36 @@ def test_sigkill_mid_stream_loses_no_event_and_applies_no_command_twice(
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs), "events arrived out of seq order"
     assert seqs == list(range(1, len(seqs) + 1)), "a seq is missing"
+
+
+def test_the_agent_authenticates_with_username_and_password(
+    tmp_path: Path, write_config: ConfigWriter, mosquitto_factory: BrokerFactory,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    users = password_file(tmp_path / "passwd", {LOCKER: "locker-s3cret", "cloud": "cloud-pw"})
+    broker = mosquitto_factory(password_file=users)
+    config = write_config(mqtt={"host": broker.host, "port": broker.port,
+                                "username": LOCKER, "password": "locker-s3cret"})
+    with Cloud(broker.host, broker.port, LOCKER, username="cloud", password="cloud-pw") as cloud, \
+            AgentThread(config):
+        cloud.wait_for(lambda: bool(cloud.on("status")), what="birth with credentials")
+        assert cloud.command("ping")["ok"]
+    assert "locker-s3cret" not in caplog.text
+
+
+def test_a_wrong_password_is_retried_with_backoff_not_fatal(
+    tmp_path: Path, write_config: ConfigWriter, mosquitto_factory: BrokerFactory,  # noqa: F811
+) -> None:
+    users = password_file(tmp_path / "passwd", {LOCKER: "locker-s3cret"})
+    broker = mosquitto_factory(password_file=users)
+    config = write_config(mqtt={"host": broker.host, "port": broker.port, "username": LOCKER,
+                                "password": "wrong", "reconnect_min_s": 0.1,
+                                "reconnect_max_s": 0.2})
+    with AgentThread(config) as agent:
+        assert agent.agent is not None and agent.agent.link is not None
+        link = agent.agent.link
+        deadline = time.monotonic() + 10
+        while link.stats.errors.get("connect", 0) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert not link.connected
