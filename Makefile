@@ -8,7 +8,7 @@ CONFIG    ?= config/simulated.toml
 STATE_DIR ?= $(CURDIR)/.state
 PYTEST_ARGS ?=
 
-.PHONY: run test setup system-packages lint typecheck pytest reset clean
+.PHONY: run test setup system-packages install lint typecheck pytest reset clean
 
 run: setup system-packages
 	@echo "state directory: $(STATE_DIR)  (make reset wipes it)"
@@ -16,9 +16,14 @@ run: setup system-packages
 
 test: setup system-packages lint typecheck pytest
 
-# mosquitto: the local broker `make run` starts, and the real broker the tests start
+# mosquitto: the local broker `make run` starts, and the real broker the tests start;
+# systemd: systemd-analyze, which checks the unit file in the tests
 system-packages:
-	@bash scripts/ensure-system-packages.sh mosquitto
+	@bash scripts/ensure-system-packages.sh mosquitto systemd
+
+# on the locker itself, as root: user, groups, /opt venv, /etc config, systemd unit
+install:
+	bash scripts/install.sh $(if $(filter-out config/simulated.toml,$(CONFIG)),$(CONFIG),)
 
 setup: $(VENV)/.installed
 
