@@ -86,7 +86,10 @@ def _run(args: argparse.Namespace) -> int:
         print("--demo is only for the simulated locker", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return asyncio.run(run_agent(config, demo=args.demo, console=args.console))
+        return asyncio.run(run_agent(
+            config, demo=args.demo, console=args.console,
+            config_path=args.config or default_config_path(),
+        ))
     except StartupError as exc:
         logger.error("cannot start: %s", exc)
         return EXIT_FAILURE

@@ -28,7 +28,7 @@ from locker_agent.cloud.policies import RuntimePolicies
 from locker_agent.cloud.signing import SigningKeyError, load_public_key
 from locker_agent.cloud.topics import Topics
 from locker_agent.cloud.views import compartment_message
-from locker_agent.config import AgentConfig
+from locker_agent.config import AgentConfig, ConfigError, Policies, load_config
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import Compartment, DomainEvent
@@ -222,12 +222,7 @@ def build_agent(config: AgentConfig) -> Agent:
         locks,
         doors,
         reload=load,
-        unlock_policy=UnlockPolicy(
-            pulse_s=policies.lock_pulse_ms / 1000,
-            max_simultaneous=policies.max_simultaneous_unlocks,
-            gap_s=policies.unlock_gap_ms / 1000,
-            door_open_timeout_s=policies.door_open_timeout_s,
-        ),
+        unlock_policy=unlock_policy_from(policies),
         labels={c.id: c.label or c.id for c in config.compartments},
     )
     if loss is not None:
@@ -291,8 +286,9 @@ async def run_agent(
     demo: bool = False,
     console: bool | None = None,
     out: Callable[[str], None] = print,
+    config_path: Path | None = None,
 ) -> int:
-    """Run the locker until SIGTERM or SIGINT; returns the process exit code."""
+    """Run the locker until SIGTERM or SIGINT; SIGHUP reloads runtime policies."""
     from locker_agent.demo import seed_demo_parcels
     from locker_agent.operator_console import OperatorConsole
 
@@ -301,6 +297,8 @@ async def run_agent(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if config_path is not None:
+        loop.add_signal_handler(signal.SIGHUP, lambda: reload_policies(agent, config_path))
     try:
         await agent.start()
         logger.info(
@@ -334,8 +332,47 @@ async def run_agent(
         await stop.wait()
         logger.info("stopping", extra={"fields": {"locker_id": config.locker_id}})
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
         await agent.stop()
     return 0
+
+
+RESTART_ONLY = ("locker_id", "state_dir", "sizes", "hardware", "mqtt", "compartments")
+"""Config sections a reload cannot apply to a running locker: they need a restart."""
+
+
+def reload_policies(agent: Agent, config_path: Path) -> bool:
+    """Apply the config file's policies and log level without dropping any state.
+
+    A file that no longer validates is refused with a log line; the running config stays.
+    """
+    try:
+        new = load_config(config_path)
+    except ConfigError as exc:
+        logger.error("reload refused, keeping the running config: %s", exc)
+        return False
+    old = agent.config
+    needs_restart = [key for key in RESTART_ONLY if getattr(new, key) != getattr(old, key)]
+    if needs_restart:
+        logger.warning("reload: changes to %s need a restart and were not applied",
+                       ", ".join(needs_restart))
+    policies = new.policies
+    agent.service.set_unlock_policy(unlock_policy_from(policies))
+    if agent.processor is not None:
+        overrides = agent.store.policy_overrides()
+        agent.processor.set_policies(RuntimePolicies.from_config(policies, overrides))
+    logging.getLogger().setLevel(new.log_level)
+    agent.config = old.model_copy(update={"policies": policies, "log_level": new.log_level})
+    logger.info("reloaded policies", extra={"fields": {"path": str(config_path)}})
+    return True
+
+
+def unlock_policy_from(policies: Policies) -> UnlockPolicy:
+    return UnlockPolicy(
+        pulse_s=policies.lock_pulse_ms / 1000,
+        max_simultaneous=policies.max_simultaneous_unlocks,
+        gap_s=policies.unlock_gap_ms / 1000,
+        door_open_timeout_s=policies.door_open_timeout_s,
+    )

@@ -172,6 +172,12 @@ class LockerService:
             await asyncio.gather(*self._unlock_tasks, return_exceptions=True)
         self.store.save_clock(self.locker)
 
+    def set_unlock_policy(self, policy: UnlockPolicy) -> None:
+        """New pulse length, power budget and timeouts; pulses in progress finish as they were."""
+        if policy.max_simultaneous != self._policy.max_simultaneous and self._slots is not None:
+            self._slots = asyncio.Semaphore(policy.max_simultaneous)
+        self._policy = policy
+
     @property
     def accepting(self) -> bool:
         return self._accepting

@@ -162,6 +162,14 @@ class CommandProcessor:
             )
         return reply
 
+    def set_policies(self, policies: RuntimePolicies) -> None:
+        """Policies from a reloaded config (the cloud's set_config overrides stay on top)."""
+        self.policies = policies
+        self._limiter.limit = policies.remote_open_limit
+        self._limiter.window_s = policies.remote_open_window_s
+        for listener in self.on_policies_changed:
+            listener(policies)
+
     def prune_inbox(self) -> int:
         """Forget command ids older than the horizon: such commands have expired anyway."""
         removed = self.service.store.prune_inbox(self.service.now() - self._horizon)
@@ -415,11 +423,7 @@ class CommandProcessor:
         event = DomainEvent("config_changed", now, data={"changes": changes})
         result = {"policies": updated.as_dict()}
         self._commit(lambda: [event], result, remember, policy_overrides=overrides)
-        self.policies = updated
-        self._limiter.limit = updated.remote_open_limit
-        self._limiter.window_s = updated.remote_open_window_s
-        for listener in self.on_policies_changed:
-            listener(updated)
+        self.set_policies(updated)
         return result
 
     def _cmd_replay_events(self, a: c.ReplayEventsArgs, remember: Remember) -> dict[str, Any]:
