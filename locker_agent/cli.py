@@ -13,6 +13,7 @@ from pathlib import Path
 from locker_agent import __version__
 from locker_agent.config import AgentConfig, ConfigError, default_config_path, load_config
 from locker_agent.daemon import StartupError, compartments_from, run_agent
+from locker_agent.doctor import run_doctor
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.log import configure_logging
 from locker_agent.report import assignment_rows, compartment_rows, status_text
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         "check-config": _check_config,
         "status": _status,
         "version": _version,
+        "doctor": _doctor,
     }[args.command]
     code: int = handler(args)
     return code
@@ -58,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show compartments and assignments from the database")
     _config_option(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    doctor = sub.add_parser(
+        "doctor", help="check config, state, hardware, broker and TLS files; exit 1 on a failure"
+    )
+    _config_option(doctor)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -138,6 +144,10 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(status_text(locker, labels))
     return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    return run_doctor(args.config or default_config_path(), out=print)
 
 
 def _version(args: argparse.Namespace) -> int:

@@ -39,6 +39,13 @@ from locker_agent.secret import SecretError, load_secret
 from locker_agent.service import LockerService, UnlockPolicy
 from locker_agent.store import Store, StoreError
 from locker_agent.store.migrations import SchemaError
+from locker_agent.systemd_notify import (
+    Notifier,
+    Watchdog,
+    database_writable,
+    hardware_alive,
+    loop_responsive,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -292,15 +299,36 @@ async def run_agent(
     from locker_agent.demo import seed_demo_parcels
     from locker_agent.operator_console import OperatorConsole
 
+    # taken out of the environment so the local broker never speaks to systemd in our name
+    notifier = Notifier.from_environment(unset_environment=True)
+    watchdog: Watchdog | None = None
     agent = build_agent(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     if config_path is not None:
-        loop.add_signal_handler(signal.SIGHUP, lambda: reload_policies(agent, config_path))
+        path = config_path
+
+        def reload() -> None:
+            notifier.reloading()
+            reload_policies(agent, path)
+            notifier.ready(status=f"locker {agent.config.locker_id} running")
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
     try:
         await agent.start()
+        # the database and the hardware are up: only now is the locker ready
+        notifier.ready(status=f"locker {config.locker_id} running")
+        ping_interval = notifier.watchdog_ping_interval()
+        if ping_interval is not None:
+            watchdog = Watchdog(
+                notifier,
+                [loop_responsive(ping_interval), database_writable(agent.store),
+                 hardware_alive(agent)],
+                ping_interval,
+            )
+            watchdog.start()
         logger.info(
             "locker started",
             extra={"fields": {
@@ -332,6 +360,9 @@ async def run_agent(
         await stop.wait()
         logger.info("stopping", extra={"fields": {"locker_id": config.locker_id}})
     finally:
+        notifier.stopping()
+        if watchdog is not None:
+            await watchdog.stop()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
