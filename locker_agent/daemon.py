@@ -39,6 +39,7 @@ from locker_agent.secret import SecretError, load_secret
 from locker_agent.service import LockerService, UnlockPolicy
 from locker_agent.store import Store, StoreError
 from locker_agent.store.migrations import SchemaError
+from locker_agent.store.retention import Retention, RetentionPolicy
 from locker_agent.systemd_notify import (
     Notifier,
     Watchdog,
@@ -66,11 +67,17 @@ class Agent:
     processor: CommandProcessor | None = None
     link: MqttLink | None = None
     local_broker: LocalBroker | None = None
+    retention: Retention | None = None
+    _housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.locks.start()
         await self.doors.start()
         await self.service.start()
+        if self.retention is not None:
+            self._housekeeping = asyncio.get_running_loop().create_task(
+                self._keep_disk_bounded(), name="retention"
+            )
         if self.link is not None:
             if self.local_broker is not None:
                 try:
@@ -84,6 +91,10 @@ class Agent:
         """Stop taking codes, let pulses finish, flush events, say offline, close the DB."""
         for code_input in self.inputs:
             await code_input.stop()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
         await self.service.stop()
         if self.link is not None:
             await self.link.stop()
@@ -92,6 +103,31 @@ class Agent:
         if self.local_broker is not None:
             await self.local_broker.stop()
         self.store.close()
+
+
+    async def _keep_disk_bounded(self) -> None:
+        """Run the retention policy hourly, off the event loop, never while a door is opening.
+
+        Off the loop because a VACUUM can take a second on an SD card and the loop times the
+        relay pulses; between unlocks because SQLite makes writers wait for a VACUUM.
+        """
+        assert self.retention is not None
+        retention = self.retention
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(RETENTION_FIRST_RUN_S)
+        while True:
+            if not self.service.locker.intents:
+                try:
+                    await loop.run_in_executor(None, retention.run, self.service.now())
+                except Exception:
+                    logger.exception("retention run failed; trying again next time")
+                await asyncio.sleep(RETENTION_INTERVAL_S)
+            else:
+                await asyncio.sleep(30)
+
+
+RETENTION_FIRST_RUN_S = 60.0
+RETENTION_INTERVAL_S = 3600.0
 
 
 def compartments_from(config: AgentConfig) -> list[Compartment]:
@@ -235,6 +271,7 @@ def build_agent(config: AgentConfig) -> Agent:
     if loss is not None:
         fail_closed(service, loss)
     agent = Agent(config, store, service, locks, doors, simulator)
+    agent.retention = Retention(store, RetentionPolicy.from_config(config.retention))
     if config.mqtt.enabled:
         try:
             build_cloud_link(agent)
