@@ -311,13 +311,13 @@ class RetentionConfig(_Section):
     published_events_days: int = Field(default=14, ge=1, le=3650)
     """Days an event is kept in the outbox after the cloud acknowledged it (never unpublished
     ones: those stay until published or dropped by the outbox bound)."""
-    audit_days: int = Field(default=365, ge=1, le=3650)
+    audit_days: int = Field(default=90, ge=1, le=3650)
     """Days of the locker's own audit trail."""
     finished_assignments_days: int = Field(default=90, ge=1, le=3650)
     """Days a finished parcel or return (and its dead codes) is remembered after it ended."""
     inbox_days: int = Field(default=8, ge=1, le=3650)
     """Days a command id is remembered for at-most-once (keep above command_horizon_h)."""
-    vacuum_interval_h: int = Field(default=24, ge=1, le=720)
+    vacuum_interval_h: int = Field(default=168, ge=1, le=720)
     """Hours between full VACUUMs that give freed space back to the file system."""
 
 
@@ -443,6 +443,18 @@ class AgentConfig(BaseSettings):
     @property
     def mqtt_client_id(self) -> str:
         return self.mqtt.client_id or f"locker-{self.locker_id}"
+
+    @model_validator(mode="after")
+    def _check_inbox_outlives_commands(self) -> AgentConfig:
+        """A command id forgotten while the command is still valid could be applied twice."""
+        if self.retention.inbox_days * 24 < self.mqtt.command_horizon_h:
+            raise _Problems([_Problem(
+                ("retention", "inbox_days"),
+                f"must cover mqtt.command_horizon_h ({self.mqtt.command_horizon_h:g} h), or a "
+                "redelivered command could be applied twice",
+                self.retention.inbox_days,
+            )])
+        return self
 
 
 def _check_unique_ids(compartments: list[CompartmentConfig], problems: list[_Problem]) -> None:

@@ -462,3 +462,13 @@ def test_direct_construction_validates_too() -> None:
             hardware={"backend": "simulated"},
             compartments=[{"id": "01", "size": "XXL"}],
         )
+
+
+def test_the_inbox_must_outlive_the_command_horizon(tmp_path: Path) -> None:
+    text = (CONFIG_DIR / "simulated.toml").read_text().replace("inbox_days = 8", "inbox_days = 2")
+    bad = tmp_path / "short-inbox.toml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "retention.inbox_days" in str(info.value)
+    assert "command_horizon_h" in str(info.value)
