@@ -182,7 +182,10 @@ def open_store(config: AgentConfig) -> tuple[Store, CodeHasher, StateLoss | None
     if is_new and config.secret_path.exists():
         loss = StateLoss("the database is missing but this locker has run before", None)
         logger.error("state lost: database missing", extra={"fields": {"path": str(database)}})
-    store = Store(database)
+    try:
+        store = Store(database, exclusive=True)
+    except StoreError as exc:
+        raise StartupError(str(exc)) from exc
     problems = [] if is_new else _damage(store)
     if problems:
         store.close()
@@ -193,7 +196,7 @@ def open_store(config: AgentConfig) -> tuple[Store, CodeHasher, StateLoss | None
             extra={"fields": {"path": str(database), "kept_aside": str(kept),
                               "problems": "; ".join(problems[:3])}},
         )
-        store = Store(database)
+        store = Store(database, exclusive=True)
         is_new = True
     try:
         store.migrate()

@@ -6,7 +6,9 @@ Every transition's changes and the events it produced are written in one SQLite 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,12 +102,24 @@ class StoredEvent:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, exclusive: bool = False) -> None:
+        """Open the database; ``exclusive`` also claims it for this process alone.
+
+        Two agents on one state directory would both drive the doors and interleave their
+        state, so the agent takes an exclusive lock (released by the kernel even on SIGKILL);
+        read-only tools (status, doctor) do not.
+        """
         self.path = path
+        self._lock_fd: int | None = None
+        if exclusive:
+            self._lock_fd = _claim(path.with_name(path.name + ".lock"))
         self.engine = open_engine(path)
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
 
     def migrate(self) -> list[int]:
         with self.engine.begin() as conn:
@@ -489,6 +503,19 @@ class Store:
         """Run a read-only query (diagnostics and tests)."""
         with self.engine.connect() as conn:
             return [tuple(r) for r in conn.execute(text(sql))]
+
+
+def _claim(lock_path: Path) -> int:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"another locker-agent is using {lock_path.parent} (stop it first: "
+            "systemctl stop locker-agent)"
+        ) from None
+    return fd
 
 
 # ------------------------------------------------------------------- row mapping
