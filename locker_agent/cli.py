@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 from locker_agent import __version__
+from locker_agent.commissioning import hw_test
 from locker_agent.config import AgentConfig, ConfigError, default_config_path, load_config
-from locker_agent.daemon import StartupError, compartments_from, run_agent
+from locker_agent.daemon import StartupError, build_agent, compartments_from, run_agent
 from locker_agent.doctor import run_doctor
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.log import configure_logging
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "version": _version,
         "doctor": _doctor,
+        "hw-test": _hw_test,
     }[args.command]
     code: int = handler(args)
     return code
@@ -60,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show compartments and assignments from the database")
     _config_option(status)
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    hw = sub.add_parser(
+        "hw-test", help="open each compartment in turn and check its door sensor (installers)"
+    )
+    _config_option(hw)
+    hw.add_argument("compartments", nargs="*", help="only these compartments (default: all)")
+    hw.add_argument("--open-timeout", type=float, default=10.0, metavar="S")
+    hw.add_argument("--close-timeout", type=float, default=60.0, metavar="S")
     doctor = sub.add_parser(
         "doctor", help="check config, state, hardware, broker and TLS files; exit 1 on a failure"
     )
@@ -144,6 +153,31 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print(status_text(locker, labels))
     return EXIT_OK
+
+
+def _hw_test(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    configure_logging("WARNING", config.log_format)
+
+    async def run() -> int:
+        agent = build_agent(config, cloud=False)
+        await agent.start()
+        try:
+            results = await hw_test(
+                agent, args.compartments or None, open_timeout_s=args.open_timeout,
+                close_timeout_s=args.close_timeout,
+            )
+        finally:
+            await agent.stop()
+        return EXIT_OK if all(r.passed for r in results) else EXIT_FAILURE
+
+    try:
+        return asyncio.run(run())
+    except StartupError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _doctor(args: argparse.Namespace) -> int:

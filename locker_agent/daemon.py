@@ -245,7 +245,8 @@ def build_hardware(config: AgentConfig) -> tuple[LockDriver, DoorSensors, Simula
     )
 
 
-def build_agent(config: AgentConfig) -> Agent:
+def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
+    """The agent as the config describes it; ``cloud=False`` leaves out the MQTT link."""
     store, hasher, loss = open_store(config)
     try:
         def load() -> Locker:
@@ -275,7 +276,7 @@ def build_agent(config: AgentConfig) -> Agent:
         fail_closed(service, loss)
     agent = Agent(config, store, service, locks, doors, simulator)
     agent.retention = Retention(store, RetentionPolicy.from_config(config.retention))
-    if config.mqtt.enabled:
+    if cloud and config.mqtt.enabled:
         try:
             build_cloud_link(agent)
         except Exception:
