@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import sys
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from locker_agent import __version__
 from locker_agent.cloud.commands import CommandProcessor
@@ -47,6 +48,10 @@ from locker_agent.systemd_notify import (
     hardware_alive,
     loop_responsive,
 )
+
+if TYPE_CHECKING:
+    from locker_agent.hardware.gpio import GpioLocker
+    from locker_agent.hardware.rs485 import Rs485Locker
 
 logger = logging.getLogger(__name__)
 
@@ -239,9 +244,67 @@ def build_hardware(config: AgentConfig) -> tuple[LockDriver, DoorSensors, Simula
             auto_close_after_s=options.auto_close_after_s,
         )
         return simulator, simulator, simulator
-    raise StartupError(
-        f"hardware.backend = {backend!r} has no driver in locker-agent {__version__} yet; "
-        'use backend = "simulated"'
+    if backend == "gpio":
+        gpio = _build_gpio(config)
+        return gpio, gpio, None
+    rs485 = _build_rs485(config)
+    return rs485, rs485, None
+
+
+PIN_FACTORIES = {
+    "lgpio": "gpiozero.pins.lgpio:LGPIOFactory",
+    "rpigpio": "gpiozero.pins.rpigpio:RPiGPIOFactory",
+    "pigpio": "gpiozero.pins.pigpio:PiGPIOFactory",
+    "native": "gpiozero.pins.native:NativeFactory",
+    "mock": "gpiozero.pins.mock:MockFactory",
+}
+"""gpiozero's pin backends by the names its own GPIOZERO_PIN_FACTORY variable uses."""
+
+
+def _pin_factory(name: str) -> object:
+    target = PIN_FACTORIES.get(name)
+    if target is None:
+        raise StartupError(
+            f"hardware.gpio.pin_factory = {name!r}: must be one of {', '.join(PIN_FACTORIES)}"
+        )
+    module_name, class_name = target.split(":")
+    try:
+        factory_class = getattr(importlib.import_module(module_name), class_name)
+        return factory_class()
+    except Exception as exc:  # the library for that backend is missing, or not a Pi
+        raise StartupError(f"hardware.gpio.pin_factory = {name!r}: {exc}") from exc
+
+
+def _build_gpio(config: AgentConfig) -> GpioLocker:
+    from locker_agent.hardware.gpio import GpioLocker
+
+    options = config.hardware.gpio
+    return GpioLocker(
+        {c.id: int(c.lock) for c in config.compartments if c.lock is not None},
+        {c.id: int(c.sensor) for c in config.compartments if c.sensor is not None},
+        relay_active_high=options.relay_active_high,
+        door_closed_when=options.door_closed_when,
+        door_debounce_ms=options.door_debounce_ms,
+        door_poll_interval_s=options.door_poll_interval_s,
+        pin_factory=_pin_factory(options.pin_factory) if options.pin_factory else None,
+    )
+
+
+def _build_rs485(config: AgentConfig) -> Rs485Locker:
+    from locker_agent.config import parse_board_channel
+    from locker_agent.hardware.rs485 import Rs485Locker
+
+    options = config.hardware.rs485
+    return Rs485Locker(
+        {c.id: parse_board_channel(str(c.lock)) for c in config.compartments},
+        port=options.port,
+        baudrate=options.baudrate,
+        timeout_ms=options.timeout_ms,
+        retries=options.retries,
+        inter_frame_gap_ms=options.inter_frame_gap_ms,
+        poll_interval_s=options.poll_interval_s,
+        lock_bit_open_when_set=options.lock_bit_open_when_set,
+        unlock_pulse_s=config.policies.lock_pulse_ms / 1000,
     )
 
 

@@ -1,0 +1,322 @@
+"""Locks and door sensors of Kerong KR-CU16 (and compatible) boards on one RS485 bus.
+
+One bus carries one request at a time: every exchange holds an asyncio lock, and the blocking
+serial I/O runs in the default executor under a thread lock (so closing the port never races
+a read still running in a thread after its awaiting task was cancelled). Before each request
+the input buffer is flushed and an inter-frame gap is kept; a bad or absent reply is retried.
+
+The board times the unlock pulse itself: ``start()`` sends each board its unlock time
+(``0x37``) once, from ``unlock_pulse_s``. ``unlock()`` still keeps the LockDriver contract:
+it sends ``0x31``, waits for the board's answer, then sleeps ``pulse_s`` so it returns once
+the lock is de-energised, and ``energised()`` reports the compartment in that window.
+
+A poll task reads every board's status (``0x30``) every ``poll_interval_s``. A board that does
+not answer (after the retries) is marked offline: its doors become UNKNOWN, a warning is
+logged once, and :meth:`Rs485Locker.healthy` is False until it answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from locker_agent.domain.model import DoorState
+from locker_agent.hardware import kerong
+from locker_agent.hardware.interfaces import (
+    MAX_PULSE_S,
+    DoorListener,
+    DoorSensors,
+    DoorStateTracker,
+    HardwareError,
+    LockDriver,
+    validate_pulse,
+)
+
+logger = logging.getLogger(__name__)
+
+MIN_INTER_FRAME_GAP_MS = 5
+"""At least 3.5 character times at 9600 baud; smaller configured gaps are raised to this."""
+
+
+class SerialPort(Protocol):
+    """The part of ``serial.Serial`` the driver uses."""
+
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def read(self, size: int = 1, /) -> bytes: ...
+
+    def reset_input_buffer(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+SerialFactory = Callable[..., SerialPort]
+"""Called like ``serial.Serial(port=..., baudrate=..., bytesize=8, parity="N", stopbits=1,
+timeout=..., write_timeout=...)``."""
+
+
+def _default_serial_factory(**kwargs: Any) -> SerialPort:
+    import serial  # type: ignore[import-untyped]
+
+    port: SerialPort = serial.Serial(**kwargs)
+    return port
+
+
+class Rs485Locker(LockDriver, DoorSensors):
+    """Kerong-protocol lock boards on one RS485 bus, as a LockDriver and DoorSensors."""
+
+    def __init__(
+        self,
+        channels: Mapping[str, tuple[int, int]],
+        *,
+        port: str = "/dev/ttyUSB0",
+        baudrate: int = 19200,
+        timeout_ms: int = 200,
+        retries: int = 2,
+        inter_frame_gap_ms: int = MIN_INTER_FRAME_GAP_MS,
+        poll_interval_s: float = 0.5,
+        lock_bit_open_when_set: bool = True,
+        unlock_pulse_s: float = 0.5,
+        serial_factory: SerialFactory | None = None,
+    ) -> None:
+        if not channels:
+            raise ValueError("an RS485 locker needs at least one compartment")
+        self._channels: dict[str, tuple[int, int]] = {}
+        used: dict[tuple[int, int], str] = {}
+        for cid, (board, channel) in channels.items():
+            index = kerong.channel_to_index(channel)
+            kerong.address(board, index)  # validates the board number
+            if (board, index) in used:
+                raise ValueError(
+                    f"{cid} and {used[board, index]} share board {board} channel {channel}"
+                )
+            used[board, index] = cid
+            self._channels[cid] = (board, index)
+        if not timeout_ms > 0:
+            raise ValueError(f"timeout_ms must be > 0, got {timeout_ms!r}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries!r}")
+        if not poll_interval_s > 0:
+            raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s!r}")
+        if not unlock_pulse_s > 0:
+            raise ValueError(f"unlock_pulse_s must be > 0, got {unlock_pulse_s!r}")
+        self.port = port
+        self.baudrate = baudrate
+        self.timeout_s = timeout_ms / 1000
+        self.retries = retries
+        self.inter_frame_gap_s = max(inter_frame_gap_ms, MIN_INTER_FRAME_GAP_MS) / 1000
+        self.poll_interval_s = poll_interval_s
+        self.lock_bit_open_when_set = lock_bit_open_when_set
+        self.unlock_pulse_s = min(unlock_pulse_s, MAX_PULSE_S)
+        self._serial_factory: SerialFactory = serial_factory or _default_serial_factory
+        self.boards: tuple[int, ...] = tuple(sorted({b for b, _ in self._channels.values()}))
+        self._doors = DoorStateTracker(self._channels)
+        self._energised: dict[str, object] = {}
+        self._offline: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._serial: SerialPort | None = None
+        self._io_lock = threading.Lock()  # held by the thread doing serial I/O
+        self._last_io = 0.0  # monotonic end of the last exchange; under _io_lock
+        self._bus_lock = asyncio.Lock()
+        self._pulse_locks: dict[str, asyncio.Lock] = {}
+        self._poll_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._loop is not None and not self._loop.is_closed() and self._serial is not None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and self._serial is not None:
+            return
+        if self._loop is not None:
+            await self.stop()
+        try:
+            serial_port = await loop.run_in_executor(None, self._open_port)
+        except Exception as exc:
+            raise HardwareError(f"cannot open RS485 port {self.port}: {exc}") from exc
+        self._serial = serial_port
+        self._energised.clear()
+        self._offline.clear()
+        self._bus_lock = asyncio.Lock()
+        self._pulse_locks = {cid: asyncio.Lock() for cid in self._channels}
+        self._loop = loop
+        for board in self.boards:
+            try:
+                await self._exchange(
+                    board, kerong.set_unlock_time_frame(board, self.unlock_pulse_s)
+                )
+            except HardwareError as exc:
+                logger.warning("could not set the unlock time of board %d: %s", board, exc)
+        await self._poll_once()
+        self._poll_task = loop.create_task(self._poll_forever(), name="rs485-poll")
+        logger.info("RS485 locker started on %s (boards %s)", self.port, list(self.boards))
+
+    async def stop(self) -> None:
+        loop, self._loop = self._loop, None
+        self._energised.clear()
+        task, self._poll_task = self._poll_task, None
+        if task is not None and not task.get_loop().is_closed():
+            task.cancel()
+            if task.get_loop() is asyncio.get_running_loop():
+                await asyncio.gather(task, return_exceptions=True)
+        serial_port, self._serial = self._serial, None
+        if serial_port is not None:
+            # In a thread, after any exchange still running in one.
+            await asyncio.get_running_loop().run_in_executor(None, self._close_port, serial_port)
+            if loop is not None:
+                logger.info("RS485 locker on %s stopped", self.port)
+
+    def healthy(self) -> bool:
+        """Started, and every board answers."""
+        return self.started and not self._offline
+
+    def offline_boards(self) -> set[int]:
+        return set(self._offline)
+
+    # -- LockDriver -------------------------------------------------------------------------
+
+    async def unlock(self, compartment_id: str, pulse_s: float) -> None:
+        validate_pulse(pulse_s)
+        if compartment_id not in self._channels:
+            raise HardwareError(
+                f"unknown compartment {compartment_id!r}", compartment_id=compartment_id
+            )
+        if not self.started:
+            raise HardwareError("lock driver is not started", compartment_id=compartment_id)
+        lock = self._pulse_locks[compartment_id]
+        async with lock:
+            if self._pulse_locks.get(compartment_id) is not lock or not self.started:
+                raise HardwareError(
+                    "lock driver stopped before the pulse", compartment_id=compartment_id
+                )
+            board, index = self._channels[compartment_id]
+            token = object()
+            self._energised[compartment_id] = token
+            try:
+                try:
+                    status = await self._exchange(board, kerong.unlock_frame(board, index))
+                except HardwareError as exc:
+                    raise HardwareError(
+                        f"unlock of {compartment_id} failed: {exc}", compartment_id=compartment_id
+                    ) from exc
+                self._board_answered(board, status)
+                await asyncio.sleep(pulse_s)
+            finally:
+                if self._energised.get(compartment_id) is token:
+                    del self._energised[compartment_id]
+
+    def energised(self) -> frozenset[str]:
+        return frozenset(self._energised.copy())
+
+    # -- DoorSensors ------------------------------------------------------------------------
+
+    def read(self) -> dict[str, DoorState]:
+        return self._doors.snapshot()
+
+    def subscribe(self, listener: DoorListener) -> None:
+        self._doors.subscribe(listener)
+
+    # -- polling ----------------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval_s)
+            await self._poll_once()
+
+    async def _poll_once(self) -> None:
+        for board in self.boards:
+            try:
+                status = await self._exchange(board, kerong.status_frame(board))
+            except HardwareError as exc:
+                if self.started:
+                    self._board_failed(board, exc)
+                continue
+            self._board_answered(board, status)
+
+    def _board_failed(self, board: int, exc: HardwareError) -> None:
+        if board not in self._offline:
+            self._offline.add(board)
+            logger.warning("RS485 board %d went offline: %s", board, exc)
+        for cid, (b, _) in self._channels.items():
+            if b == board:
+                self._doors.update(cid, DoorState.UNKNOWN, notify=self.started)
+
+    def _board_answered(self, board: int, status: kerong.BoardStatus) -> None:
+        if not self.started:
+            return
+        if board in self._offline:
+            self._offline.discard(board)
+            logger.info("RS485 board %d is back online", board)
+        for cid, (b, index) in self._channels.items():
+            if b == board:
+                is_open = status.door_open(index, open_when_set=self.lock_bit_open_when_set)
+                self._doors.update(cid, DoorState.OPEN if is_open else DoorState.CLOSED)
+
+    # -- the bus ----------------------------------------------------------------------------
+
+    async def _exchange(self, board: int, frame: bytes) -> kerong.BoardStatus:
+        """Send ``frame`` to ``board`` and return its status reply; HardwareError if none."""
+        loop = self._loop
+        if loop is None or not self.started:
+            raise HardwareError("RS485 port is not open")
+        async with self._bus_lock:
+            return await loop.run_in_executor(None, self._exchange_blocking, board, frame)
+
+    def _exchange_blocking(self, board: int, frame: bytes) -> kerong.BoardStatus:
+        with self._io_lock:
+            serial_port = self._serial
+            if serial_port is None:
+                raise HardwareError("RS485 port is closed")
+            problem = "no reply"
+            for attempt in range(self.retries + 1):
+                wait = self._last_io + self.inter_frame_gap_s - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                try:
+                    serial_port.reset_input_buffer()
+                    serial_port.write(frame)
+                    reply = serial_port.read(kerong.STATUS_REPLY_LEN)
+                except Exception as exc:  # serial.SerialException is an OSError
+                    raise HardwareError(f"RS485 port {self.port} failed: {exc}") from exc
+                finally:
+                    self._last_io = time.monotonic()
+                try:
+                    return kerong.parse_status_reply(reply, board=board)
+                except kerong.ProtocolError as exc:
+                    problem = str(exc) if reply else "no reply"
+                    logger.debug(
+                        "board %d, attempt %d of %d: %s",
+                        board,
+                        attempt + 1,
+                        self.retries + 1,
+                        problem,
+                    )
+            raise HardwareError(
+                f"board {board} did not answer {frame.hex(' ')} after {self.retries + 1} "
+                f"attempt(s): {problem}"
+            )
+
+    def _open_port(self) -> SerialPort:
+        return self._serial_factory(
+            port=self.port,
+            baudrate=self.baudrate,
+            bytesize=8,
+            parity="N",
+            stopbits=1,
+            timeout=self.timeout_s,
+            write_timeout=self.timeout_s,
+        )
+
+    def _close_port(self, serial_port: SerialPort) -> None:
+        with self._io_lock:
+            try:
+                serial_port.close()
+            except Exception:
+                logger.exception("closing RS485 port %s failed", self.port)

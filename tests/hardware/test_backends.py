@@ -1,0 +1,111 @@
+"""The composition root builds each hardware backend from the config, and the agent runs on it."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from locker_agent.config import load_config
+from locker_agent.daemon import StartupError, build_agent
+from locker_agent.domain.model import DoorState
+from locker_agent.hardware.gpio import GpioLocker
+from locker_agent.hardware.rs485 import Rs485Locker
+from tests.hardware.kerong_emulator import KerongBus
+
+COMPARTMENTS = """
+[[compartments]]
+id = "A01"
+size = "S"
+lock = {lock1}
+sensor = {sensor1}
+
+[[compartments]]
+id = "A02"
+size = "M"
+lock = {lock2}
+sensor = {sensor2}
+"""
+
+
+GPIO = '[hardware]\nbackend = "gpio"\n\n[hardware.gpio]\npin_factory = "{factory}"\n'
+
+
+def write(tmp_path: Path, hardware: str, **pins: str) -> Path:
+    path = tmp_path / "locker.toml"
+    path.write_text(
+        f'locker_id = "hw-locker"\nstate_dir = "{tmp_path / "state"}"\n\n{hardware}\n'
+        '[mqtt]\nenabled = false\n\n[policies]\nlock_pulse_ms = 50\nunlock_gap_ms = 0\n'
+        + COMPARTMENTS.format(**pins)
+    )
+    return path
+
+
+def open_compartment(agent: object, compartment_id: str) -> None:
+    from locker_agent.daemon import Agent
+
+    assert isinstance(agent, Agent)
+    service = agent.service
+    service.apply(partial(service.locker.begin_operator_open, compartment_id, actor="test",
+                          reason="backend test", now=service.now()))
+
+
+def test_the_gpio_backend_runs_on_gpiozero_mock_pins(tmp_path: Path) -> None:
+    config = write(tmp_path, GPIO.format(factory="mock"),
+                   lock1="17", sensor1="27", lock2="22", sensor2="23")
+
+    async def scenario() -> None:
+        agent = build_agent(load_config(config))
+        assert isinstance(agent.locks, GpioLocker)
+        await agent.start()
+        try:
+            open_compartment(agent, "A02")
+            for _ in range(100):
+                if "unlock_pulsed" in [e.type for e in agent.store.all_events()]:
+                    break
+                await asyncio.sleep(0.01)
+            assert "unlock_pulsed" in [e.type for e in agent.store.all_events()]
+            assert agent.locks.energised() == frozenset()
+        finally:
+            await agent.stop()
+
+    asyncio.run(scenario())
+
+
+def test_an_unknown_pin_factory_stops_start_up_clearly(tmp_path: Path) -> None:
+    config = write(tmp_path, GPIO.format(factory="nope"),
+                   lock1="17", sensor1="27", lock2="22", sensor2="23")
+    with pytest.raises(StartupError, match="pin_factory"):
+        build_agent(load_config(config))
+
+
+def test_the_rs485_backend_drives_the_emulated_board(tmp_path: Path) -> None:
+    with KerongBus(boards=(0, 1)) as bus:
+        config = write(
+            tmp_path,
+            f'[hardware]\nbackend = "rs485"\n\n[hardware.rs485]\nport = "{bus.port}"\n'
+            'poll_interval_s = 0.05\n',
+            lock1='"0:1"', sensor1='"0:1"', lock2='"1:3"', sensor2='"1:3"',
+        )
+
+        async def scenario() -> None:
+            agent = build_agent(load_config(config))
+            assert isinstance(agent.locks, Rs485Locker)
+            await agent.start()
+            try:
+                bus.clear_log()
+                open_compartment(agent, "A02")
+                for _ in range(200):
+                    if agent.service.locker.compartments["A02"].door is DoorState.OPEN:
+                        break
+                    await asyncio.sleep(0.01)
+                # board 1, lock index 2: 02 12 31 03 sum
+                unlock = bytes([0x02, 0x12, 0x31, 0x03, (0x02 + 0x12 + 0x31 + 0x03) & 0xFF])
+                assert unlock in bus.frames()
+                assert agent.service.locker.compartments["A02"].door is DoorState.OPEN
+            finally:
+                await agent.stop()
+
+        asyncio.run(scenario())

@@ -1,0 +1,299 @@
+"""The RS485 (Kerong KR-CU16) driver against an emulated bus on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from locker_agent.domain.model import DoorState
+from locker_agent.hardware.interfaces import DoorSensors, HardwareError, LockDriver
+from locker_agent.hardware.rs485 import Rs485Locker
+
+from .contract import (
+    COMPARTMENTS,
+    DoorRecorder,
+    DoorSensorsContract,
+    LockDriverContract,
+    eventually,
+    run,
+)
+from .kerong_emulator import KerongBus
+
+# A01 and A02 on board 0, A03 on board 1's last channel.
+CHANNELS: dict[str, tuple[int, int]] = {"A01": (0, 1), "A02": (0, 2), "A03": (1, 16)}
+INDEX = {cid: (board, channel - 1) for cid, (board, channel) in CHANNELS.items()}
+PULSE_S = 0.05
+FAST: dict[str, Any] = {"timeout_ms": 40, "retries": 2, "poll_interval_s": 0.02}
+
+
+def make_locker(bus: KerongBus, **options: Any) -> Rs485Locker:
+    return Rs485Locker(CHANNELS, port=bus.port, **(FAST | options))
+
+
+@pytest.fixture
+def bus() -> Iterator[KerongBus]:
+    with KerongBus(boards=(0, 1)) as emulated:
+        yield emulated
+
+
+def run_locker(locker: Rs485Locker, scenario: Callable[[], Awaitable[None]]) -> None:
+    async def main() -> None:
+        try:
+            await scenario()
+        finally:
+            await locker.stop()
+
+    run(main())
+
+
+# -- the contracts -----------------------------------------------------------------------------
+
+
+class TestRs485LockDriver(LockDriverContract):
+    compartment_ids = COMPARTMENTS
+
+    @pytest.fixture(autouse=True)
+    def _bus(self) -> Iterator[None]:
+        with KerongBus(boards=(0, 1)) as self.bus:
+            yield
+
+    def make_lock_driver(self) -> LockDriver:
+        return make_locker(self.bus)
+
+
+class TestRs485DoorSensors(DoorSensorsContract):
+    compartment_ids = COMPARTMENTS
+
+    @pytest.fixture(autouse=True)
+    def _bus(self) -> Iterator[None]:
+        with KerongBus(boards=(0, 1)) as self.bus:
+            yield
+
+    def make_door_sensors(self) -> DoorSensors:
+        return make_locker(self.bus)
+
+    def open_door_physically(self, compartment_id: str) -> None:
+        self.bus.set_door(*INDEX[compartment_id], True)
+
+    def close_door_physically(self, compartment_id: str) -> None:
+        self.bus.set_door(*INDEX[compartment_id], False)
+
+
+class TestRs485DoorSensorsInvertedPolarity(TestRs485DoorSensors):
+    @pytest.fixture(autouse=True)
+    def _bus(self) -> Iterator[None]:
+        with KerongBus(boards=(0, 1), lock_bit_open_when_set=False) as self.bus:
+            yield
+
+    def make_door_sensors(self) -> DoorSensors:
+        return make_locker(self.bus, lock_bit_open_when_set=False)
+
+
+# -- bytes on the wire -------------------------------------------------------------------------
+
+
+def test_unlock_sends_the_exact_frame_and_the_door_springs_open(bus: KerongBus) -> None:
+    locker = Rs485Locker({"A01": (0, 1), "B16": (1, 16)}, port=bus.port, **FAST)
+    recorder = DoorRecorder()
+
+    async def scenario() -> None:
+        await locker.start()
+        locker.subscribe(recorder)
+        bus.clear_log()
+        await locker.unlock("A01", PULSE_S)
+        assert bytes.fromhex("02 00 31 03 36") in bus.frames()
+        await locker.unlock("B16", PULSE_S)
+        assert bytes.fromhex("02 1f 31 03 55") in bus.frames()
+        await eventually(lambda: len(recorder.changes) == 2, what="both doors open")
+        assert sorted(recorder.changes) == [("A01", DoorState.OPEN), ("B16", DoorState.OPEN)]
+
+    run_locker(locker, scenario)
+    assert bus.boards[0].unlocks == [0]
+    assert bus.boards[1].unlocks == [15]
+
+
+def test_start_sets_the_unlock_time_of_every_board_capped(bus: KerongBus) -> None:
+    locker = make_locker(bus, unlock_pulse_s=5.0)
+
+    async def scenario() -> None:
+        await locker.start()
+        await locker.start()  # idempotent
+
+    run_locker(locker, scenario)
+    frames = bus.frames()
+    assert frames[0] == bytes.fromhex("02 00 37 00 c8 03 04")  # 200 x 10 ms = 2 s, the cap
+    assert frames[1] == bytes.fromhex("02 10 37 00 c8 03 14")
+    assert bus.boards[0].unlock_time_units == bus.boards[1].unlock_time_units == 200
+
+
+def test_requests_keep_the_inter_frame_gap(bus: KerongBus) -> None:
+    locker = make_locker(bus, inter_frame_gap_ms=0)  # raised to the 5 ms minimum
+
+    async def scenario() -> None:
+        await locker.start()
+        await asyncio.sleep(0.2)
+
+    run_locker(locker, scenario)
+    times = [r.at for r in bus.received]
+    assert len(times) > 5
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.005
+
+
+def test_pulse_over_two_seconds_is_rejected_without_touching_the_bus(bus: KerongBus) -> None:
+    locker = make_locker(bus)
+
+    async def scenario() -> None:
+        await locker.start()
+        bus.clear_log()
+        with pytest.raises(ValueError):
+            await locker.unlock("A01", 2.01)
+        await asyncio.sleep(0.05)
+        assert not any(frame[2] == 0x31 for frame in bus.frames())
+
+    run_locker(locker, scenario)
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["corrupt_next", "garbage_next", "partial_next"])
+def test_bad_replies_are_retried(bus: KerongBus, fault: str) -> None:
+    locker = make_locker(bus, poll_interval_s=5.0)  # keep the poller off the bus
+
+    async def scenario() -> None:
+        await locker.start()
+        bus.clear_log()
+        getattr(bus, fault)(2)
+        await locker.unlock("A02", PULSE_S)
+        unlocks = [f for f in bus.frames() if f == bytes.fromhex("02 01 31 03 37")]
+        assert len(unlocks) == 3
+        assert locker.healthy()
+
+    run_locker(locker, scenario)
+
+
+def test_too_many_bad_replies_fail_the_unlock(bus: KerongBus) -> None:
+    locker = make_locker(bus, poll_interval_s=5.0, retries=1)
+
+    async def scenario() -> None:
+        await locker.start()
+        bus.corrupt_next(2)
+        with pytest.raises(HardwareError) as raised:
+            await locker.unlock("A01", PULSE_S)
+        assert raised.value.compartment_id == "A01"
+        assert locker.energised() == frozenset()
+
+    run_locker(locker, scenario)
+
+
+def test_silent_board_goes_offline_and_comes_back(
+    bus: KerongBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    locker = make_locker(bus)
+    recorder = DoorRecorder()
+
+    async def scenario() -> None:
+        await locker.start()
+        await eventually(lambda: locker.read()["A03"] is DoorState.CLOSED, what="A03 known")
+        assert locker.healthy()
+        locker.subscribe(recorder)
+
+        bus.silent_board(1, True)
+        with pytest.raises(HardwareError, match="board 1"):
+            await locker.unlock("A03", PULSE_S)
+        await eventually(lambda: locker.offline_boards() == {1}, what="board 1 offline")
+        assert not locker.healthy()
+        assert locker.read()["A03"] is DoorState.UNKNOWN
+        assert locker.read()["A01"] is DoorState.CLOSED
+        await asyncio.sleep(0.3)  # several failed polls: one warning only
+
+        bus.silent_board(1, False)
+        await eventually(locker.healthy, what="board 1 back")
+        assert locker.offline_boards() == set()
+        await eventually(lambda: locker.read()["A03"] is DoorState.CLOSED, what="A03 refreshed")
+        assert recorder.changes == [("A03", DoorState.UNKNOWN), ("A03", DoorState.CLOSED)]
+        await locker.unlock("A03", PULSE_S)
+
+    with caplog.at_level(logging.INFO, logger="locker_agent.hardware.rs485"):
+        run_locker(locker, scenario)
+    offline = [r for r in caplog.records if "offline" in r.getMessage()]
+    assert len(offline) == 1 and offline[0].levelno == logging.WARNING
+    assert any("back online" in r.getMessage() for r in caplog.records)
+
+
+def test_stuck_busy_board_is_retried_then_recovers(bus: KerongBus) -> None:
+    locker = make_locker(bus, poll_interval_s=5.0)
+
+    async def scenario() -> None:
+        await locker.start()
+        bus.busy_board(0, 2)  # within the retries: the unlock still succeeds
+        await locker.unlock("A01", PULSE_S)
+        assert bus.boards[0].unlocks == [0]
+
+        bus.busy_board(0, 5)  # longer than one request's attempts
+        with pytest.raises(HardwareError):
+            await locker.unlock("A01", PULSE_S)
+        await locker.unlock("A01", PULSE_S)  # 2 more ignored, the third answered
+        assert bus.boards[0].unlocks == [0, 0]
+
+    run_locker(locker, scenario)
+
+
+def test_stuck_busy_board_polled_offline_then_online(bus: KerongBus) -> None:
+    locker = make_locker(bus)
+
+    async def scenario() -> None:
+        await locker.start()
+        bus.busy_board(1, 4)
+        await eventually(lambda: locker.offline_boards() == {1}, what="board 1 offline")
+        await eventually(locker.healthy, what="board 1 back")
+        assert locker.read()["A03"] is DoorState.CLOSED
+
+    run_locker(locker, scenario)
+
+
+def test_several_boards_share_the_bus(bus: KerongBus) -> None:
+    locker = make_locker(bus)
+
+    async def scenario() -> None:
+        await locker.start()
+        bus.set_door(1, 15, True)
+        await eventually(lambda: locker.read()["A03"] is DoorState.OPEN, what="A03 open")
+        assert locker.read()["A01"] is DoorState.CLOSED
+        await asyncio.gather(locker.unlock("A01", PULSE_S), locker.unlock("A02", PULSE_S))
+        assert sorted(bus.boards[0].unlocks) == [0, 1]
+        assert bus.boards[1].unlocks == []
+        await eventually(
+            lambda: set(locker.read().values()) == {DoorState.OPEN}, what="all doors open"
+        )
+
+    run_locker(locker, scenario)
+    assert bytes.fromhex("02 00 30 03 35") in bus.frames()
+    assert bytes.fromhex("02 10 30 03 45") in bus.frames()
+
+
+def test_port_that_cannot_open_is_a_hardware_error() -> None:
+    locker = Rs485Locker(CHANNELS, port="/nonexistent/tty", **FAST)
+
+    async def scenario() -> None:
+        with pytest.raises(HardwareError, match="cannot open"):
+            await locker.start()
+        with pytest.raises(HardwareError, match="not started"):
+            await locker.unlock("A01", PULSE_S)
+
+    run_locker(locker, scenario)
+
+
+@pytest.mark.parametrize(
+    "channels",
+    [{}, {"A01": (0, 0)}, {"A01": (0, 17)}, {"A01": (16, 1)}, {"A01": (0, 1), "A02": (0, 1)}],
+)
+def test_bad_channel_maps_are_rejected(channels: dict[str, tuple[int, int]]) -> None:
+    with pytest.raises(ValueError):
+        Rs485Locker(channels)
