@@ -510,4 +510,5 @@ def unlock_policy_from(policies: Policies) -> UnlockPolicy:
         max_simultaneous=policies.max_simultaneous_unlocks,
         gap_s=policies.unlock_gap_ms / 1000,
         door_open_timeout_s=policies.door_open_timeout_s,
+        door_left_open_alarm_s=policies.door_left_open_alarm_s,
     )

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from locker_agent.domain.errors import DomainError, InvalidCode
 from locker_agent.domain.locker import Locker
-from locker_agent.domain.model import CredentialKind, DomainEvent, DoorState
+from locker_agent.domain.model import CredentialKind, DomainEvent, DoorState, UnlockIntent
 from locker_agent.hardware.interfaces import CodeEntry, DoorSensors, HardwareError, LockDriver
 from locker_agent.store import InboxRecord, Store, StoredEvent
 
@@ -43,6 +43,7 @@ class UnlockPolicy:
     max_simultaneous: int = 1
     gap_s: float = 0.2
     door_open_timeout_s: float = 10.0
+    door_left_open_alarm_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class LockerService:
         self._slots: asyncio.Semaphore | None = None
         self._last_pulse_end = 0.0
         self._accepting = False
+        self._open_since: dict[str, float] = {}
+        self._left_open_alarms: dict[str, int] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -221,6 +224,11 @@ class LockerService:
     # -------------------------------------------------------------------- doors
 
     def _door_changed(self, compartment_id: str, state: DoorState) -> None:
+        if state is DoorState.OPEN:
+            self._open_since.setdefault(compartment_id, self._monotonic())
+        else:
+            self._open_since.pop(compartment_id, None)
+            self._left_open_alarms.pop(compartment_id, None)
         try:
             self.apply(
                 lambda: self.locker.door_changed(compartment_id, state, now=self._now())
@@ -247,7 +255,7 @@ class LockerService:
 
     # ------------------------------------------------------------------ unlocks
 
-    def _start_unlock(self, compartment_id: str) -> None:
+    def _start_unlock(self, compartment_id: str, attempt: int = 1) -> None:
         if self._slots is None:
             # Not started: the intent stays on record and start() settles it without a pulse.
             logger.warning(
@@ -255,14 +263,15 @@ class LockerService:
                 extra={"fields": {"compartment": compartment_id}},
             )
             return
-        task = asyncio.get_running_loop().create_task(self._unlock(compartment_id))
+        task = asyncio.get_running_loop().create_task(self._unlock(compartment_id, attempt))
         self._unlock_tasks.add(task)
         task.add_done_callback(self._unlock_tasks.discard)
 
-    async def _unlock(self, compartment_id: str) -> None:
+    async def _unlock(self, compartment_id: str, attempt: int = 1) -> None:
         assert self._slots is not None, "start() the service before opening doors"
         async with self._slots:
-            if compartment_id not in self.locker.intents or not self._accepting:
+            pulsed_for = self.locker.intents.get(compartment_id)  # the unlock this pulse serves
+            if pulsed_for is None or not self._accepting:
                 if compartment_id in self.locker.intents:
                     self._abandon(compartment_id, "shutting_down")
                 return
@@ -280,14 +289,55 @@ class LockerService:
                 return
             finally:
                 self._last_pulse_end = self._monotonic()
-            self.apply(lambda: self.locker.record_pulse(compartment_id, now=self._now()))
-        self._spawn(self._await_door(compartment_id))
+            self.apply(lambda: self.locker.record_pulse(
+                compartment_id, now=self._now(), intent=pulsed_for))
+        if self.locker.intents.get(compartment_id) is pulsed_for:
+            self._spawn(self._await_door(compartment_id, pulsed_for, attempt))
 
-    async def _await_door(self, compartment_id: str) -> None:
+    async def _await_door(
+        self, compartment_id: str, pulsed_for: UnlockIntent, attempt: int = 1
+    ) -> None:
+        """A pulse with no opening is a jam: pulse once more, then take the compartment out.
+
+        The customer's code stays valid (the parcel is still inside); the compartment goes out
+        of service so nobody else is sent to a door that will not open.
+        """
         await asyncio.sleep(self._policy.door_open_timeout_s)
         intent = self.locker.intents.get(compartment_id)
-        if intent is not None and not intent.door_opened:
-            self._abandon(compartment_id, "door_not_opened")
+        if intent is not pulsed_for or intent.door_opened:
+            return  # opened, or done, or a newer unlock that has its own watch
+        jammed = DomainEvent(
+            "door_jammed", self._now(), compartment_id,
+            data={"attempt": attempt, "purpose": intent.purpose.value, "actor": intent.actor,
+                  "retry": attempt < JAM_ATTEMPTS},
+        )
+        self.apply(lambda: [jammed])
+        if attempt < JAM_ATTEMPTS and self._accepting:
+            self._start_unlock(compartment_id, attempt + 1)
+            return
+        self._abandon(compartment_id, "door_not_opened")
+        try:
+            self.apply(lambda: self.locker.set_compartment_service(
+                compartment_id, in_service=False,
+                reason=f"jammed: the door did not open after {attempt} pulses",
+                now=self._now(),
+            ))
+        except DomainError:
+            logger.exception("could not take a jammed compartment out of service")
+
+    def _check_doors_left_open(self) -> None:
+        """Alarm for a door open too long, again every alarm period until it closes."""
+        limit = self._policy.door_left_open_alarm_s
+        now = self._monotonic()
+        for compartment_id, since in list(self._open_since.items()):
+            alarms = self._left_open_alarms.get(compartment_id, 0)
+            if now - since >= limit * (alarms + 1):
+                self._left_open_alarms[compartment_id] = alarms + 1
+                event = DomainEvent(
+                    "door_left_open", self._now(), compartment_id,
+                    data={"open_s": round(now - since), "alarm": alarms + 1},
+                )
+                self.apply(lambda e=event: [e])  # type: ignore[misc]
 
     def _abandon(self, compartment_id: str, reason: str, now: datetime | None = None) -> None:
         at = now or self._now()
@@ -310,6 +360,7 @@ class LockerService:
             await asyncio.sleep(TICK_INTERVAL_S)
             current = self._monotonic()
             try:
+                self._check_doors_left_open()
                 self.tick(current - last)
                 if current - last_saved >= CLOCK_SAVE_INTERVAL_S:
                     self.store.save_clock(self.locker)
@@ -336,4 +387,8 @@ class LockerService:
         logger.log(level, event.type, extra={"fields": fields})
 
 
-_ALARMS = frozenset({"door_forced", "unlock_abandoned", "out_of_service"})
+_ALARMS = frozenset({
+    "door_forced", "door_jammed", "door_left_open", "unlock_abandoned", "out_of_service",
+})
+JAM_ATTEMPTS = 2
+"""Pulses given to a door that does not open before the compartment is taken out of service."""

@@ -116,19 +116,58 @@ def test_wrong_code_opens_nothing_and_says_so(
     run(scenario())
 
 
-def test_a_jammed_door_gives_the_code_back(write_config: ConfigWriter, clean_env: None) -> None:
+def test_a_jammed_door_is_pulsed_again_then_taken_out_of_service_keeping_the_code(
+    write_config: ConfigWriter, clean_env: None
+) -> None:
     async def scenario() -> None:
-        async with running(write_config(door_open_timeout=0.3)) as agent:
+        async with running(write_config(door_open_timeout=0.2)) as agent:
             assert agent.simulator is not None
             compartment = await deposit(agent, "p-1", "482913")
             agent.simulator.jam(compartment)
+            pulses_before = len(agent.simulator.pulses)
             assert (await agent.service.submit_code(CodeEntry("keypad", "482913"))).ok
             await until(lambda: "unlock_abandoned" in event_types(agent))
+            jams = [e for e in agent.store.all_events() if e.type == "door_jammed"]
+            assert [e.data["attempt"] for e in jams] == [1, 2]  # one retry, then give up
+            assert len(agent.simulator.pulses) == pulses_before + 2
             abandoned = [e for e in agent.store.all_events() if e.type == "unlock_abandoned"]
             assert abandoned[-1].data["reason"] == "door_not_opened"
-            assert compartment not in agent.service.locker.intents
+            await until(lambda: agent.service.locker.state_of(compartment)
+                        is CompartmentState.OUT_OF_SERVICE)
+            # the code was not used up: the parcel is still there, behind a broken door
+            credential = agent.service.locker.authenticate("482913", now=agent.service.now())
+            assert credential is not None
+            refused = await agent.service.submit_code(CodeEntry("keypad", "482913"))
+            assert not refused.ok and "out of service" in refused.message
+            # repaired and back in service, the same code opens it
             agent.simulator.jam(compartment, False)
+            agent.service.apply(lambda: agent.service.locker.set_compartment_service(
+                compartment, in_service=True, reason=None, now=agent.service.now()))
             assert (await agent.service.submit_code(CodeEntry("keypad", "482913"))).ok
+
+    run(scenario())
+
+
+def test_a_door_left_open_raises_an_alarm_that_repeats_until_it_closes(
+    write_config: ConfigWriter, clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from locker_agent import service as service_module
+
+    monkeypatch.setattr(service_module, "TICK_INTERVAL_S", 0.02)
+    path = write_config(policies={"door_left_open_alarm_s": 0.15})
+
+    async def scenario() -> None:
+        async with running(path) as agent:
+            assert agent.simulator is not None
+            agent.simulator.open_door("A03", force=True)
+            await until(lambda: event_types(agent).count("door_left_open") >= 2)
+            agent.simulator.close_door("A03")
+            await asyncio.sleep(0.1)
+            count = event_types(agent).count("door_left_open")
+            await asyncio.sleep(0.4)
+            assert event_types(agent).count("door_left_open") == count  # stopped once closed
+            alarms = [e for e in agent.store.all_events() if e.type == "door_left_open"]
+            assert [e.data["alarm"] for e in alarms[:2]] == [1, 2]
 
     run(scenario())
 

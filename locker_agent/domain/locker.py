@@ -493,10 +493,15 @@ class Locker:
             self._begin(compartment_id, UnlockPurpose.OPERATOR, actor, set(), now, reason=reason)
         ]
 
-    def record_pulse(self, compartment_id: str, *, now: datetime) -> list[DomainEvent]:
-        """The relay has been pulsed (reported even if the door already opened and closed)."""
+    def record_pulse(
+        self, compartment_id: str, *, now: datetime, intent: UnlockIntent | None = None
+    ) -> list[DomainEvent]:
+        """The relay has been pulsed for ``intent`` (by default: the unlock now pending).
+
+        Reported even if that door already opened and closed in the meantime.
+        """
         self._compartment(compartment_id)
-        intent = self.intents.get(compartment_id)
+        intent = intent or self.intents.get(compartment_id)
         return [
             self._event(
                 "unlock_pulsed",
