@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass
 
 from locker_agent.domain.model import DoorState
@@ -37,6 +37,19 @@ def validate_pulse(pulse_s: float) -> float:
     if not 0.0 < pulse_s <= MAX_PULSE_S:
         raise ValueError(f"pulse must be > 0 and <= {MAX_PULSE_S} s, got {pulse_s!r}")
     return pulse_s
+
+
+def check_unlock_request(
+    compartment_id: str, pulse_s: float, *, known: Container[str], started: bool
+) -> None:
+    """The checks every driver makes before a pulse: a safe length, a known lock, a live driver."""
+    validate_pulse(pulse_s)
+    if compartment_id not in known:
+        raise HardwareError(
+            f"unknown compartment {compartment_id!r}", compartment_id=compartment_id
+        )
+    if not started:
+        raise HardwareError("lock driver is not started", compartment_id=compartment_id)
 
 
 class LockDriver(ABC):

@@ -33,7 +33,7 @@ from locker_agent.hardware.interfaces import (
     DoorStateTracker,
     HardwareError,
     LockDriver,
-    validate_pulse,
+    check_unlock_request,
 )
 
 logger = logging.getLogger(__name__)
@@ -183,13 +183,9 @@ class Rs485Locker(LockDriver, DoorSensors):
     # -- LockDriver -------------------------------------------------------------------------
 
     async def unlock(self, compartment_id: str, pulse_s: float) -> None:
-        validate_pulse(pulse_s)
-        if compartment_id not in self._channels:
-            raise HardwareError(
-                f"unknown compartment {compartment_id!r}", compartment_id=compartment_id
-            )
-        if not self.started:
-            raise HardwareError("lock driver is not started", compartment_id=compartment_id)
+        check_unlock_request(
+            compartment_id, pulse_s, known=self._channels, started=self.started
+        )
         lock = self._pulse_locks[compartment_id]
         async with lock:
             if self._pulse_locks.get(compartment_id) is not lock or not self.started:
