@@ -170,13 +170,6 @@ class CommandProcessor:
         for listener in self.on_policies_changed:
             listener(policies)
 
-    def prune_inbox(self) -> int:
-        """Forget command ids older than the horizon: such commands have expired anyway."""
-        removed = self.service.store.prune_inbox(self.service.now() - self._horizon)
-        if removed:
-            logger.info("inbox pruned", extra={"fields": {"removed": removed}})
-        return removed
-
     # -------------------------------------------------------------------- parsing
 
     @staticmethod

@@ -51,7 +51,6 @@ MISC_INTERVAL_S = 1.0
 CONNECT_TIMEOUT_S = 15.0
 ACK_TIMEOUT_S = 30.0
 """An event not acknowledged this long after it was handed to paho is sent again."""
-INBOX_PRUNE_INTERVAL_S = 3600.0
 PAHO_QUEUE_LIMIT = 1000
 """paho's own queue is unbounded by default; ours never needs more than this."""
 
@@ -382,14 +381,10 @@ class MqttLink:
             logger.warning("MQTT disconnected", extra={"fields": {"reason": str(reason)}})
 
     async def _misc_timer(self) -> None:
-        last_prune = float("-inf")
         while True:
             await asyncio.sleep(MISC_INTERVAL_S)
             if self._socket is not None:
                 self._safe(self._client.loop_misc)()
-            if self._monotonic() - last_prune >= INBOX_PRUNE_INTERVAL_S:
-                last_prune = self._monotonic()
-                self._safe(self._processor.prune_inbox)()
 
     # ---------------------------------------------------------------- commands
 

@@ -312,12 +312,6 @@ class Store:
         with self.engine.begin() as conn:
             self._write_inbox(conn, record)
 
-    def prune_inbox(self, before: datetime) -> int:
-        """Forget commands received before ``before``; they can no longer be valid anyway."""
-        with self.engine.begin() as conn:
-            result = conn.execute(delete(_INBOX).where(_INBOX.c.received_at < before))
-            return int(result.rowcount or 0)
-
     def policy_overrides(self) -> dict[str, Any]:
         with self.engine.connect() as conn:
             raw = conn.execute(select(_LOCKER.c.policy_overrides)).scalar_one_or_none()
