@@ -8,18 +8,23 @@ CONFIG    ?= config/simulated.toml
 STATE_DIR ?= $(CURDIR)/.state
 PYTEST_ARGS ?=
 
-.PHONY: run test setup system-packages install lint typecheck pytest reset clean
+.PHONY: run test setup system-packages test-system-packages install lint typecheck pytest reset clean
 
 run: setup system-packages
 	@echo "state directory: $(STATE_DIR)  (make reset wipes it)"
 	LOCKER_AGENT_STATE_DIR=$(STATE_DIR) $(BIN)/locker-agent run --config $(CONFIG) --demo
 
-test: setup system-packages lint typecheck pytest
+test: setup system-packages test-system-packages lint typecheck pytest
 
-# mosquitto: the local broker `make run` starts, and the real broker the tests start;
-# systemd: systemd-analyze, which checks the unit file in the tests
+# mosquitto: the local broker `make run` starts, and the real broker the tests start
 system-packages:
-	@bash scripts/ensure-system-packages.sh mosquitto systemd
+	@bash scripts/ensure-system-packages.sh mosquitto
+
+# systemd: systemd-analyze, which checks the unit file in the tests;
+# chromium: the real headless browser the kiosk and dashboard tests drive (never downloaded);
+# rabbitmq-server: the second, cluster-capable broker the cross-broker tests run against
+test-system-packages:
+	@bash scripts/ensure-system-packages.sh systemd chromium rabbitmq-server
 
 # on the locker itself, as root: user, groups, /opt venv, /etc config, systemd unit
 install:
