@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from locker_agent import __version__
+from locker_agent.api import ApiContext, Place, create_app
+from locker_agent.api.server import ApiServer, ApiServerError
+from locker_agent.api.token import TokenError, load_or_create_token
 from locker_agent.cloud.commands import CommandProcessor
 from locker_agent.cloud.link import MqttLink
 from locker_agent.cloud.local_broker import LocalBroker, LocalBrokerError
@@ -34,7 +37,14 @@ from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import Compartment, DomainEvent
 from locker_agent.hardware.console import ConsoleCodeInput
-from locker_agent.hardware.interfaces import CodeEntry, CodeInput, DoorSensors, LockDriver
+from locker_agent.hardware.interfaces import (
+    CodeEntry,
+    CodeInput,
+    DoorSensors,
+    HardwareError,
+    LockDriver,
+)
+from locker_agent.hardware.safety import SafeLocks
 from locker_agent.hardware.simulated import SimulatedLocker
 from locker_agent.secret import SecretError, load_secret
 from locker_agent.service import LockerService, UnlockPolicy
@@ -73,12 +83,18 @@ class Agent:
     link: MqttLink | None = None
     local_broker: LocalBroker | None = None
     retention: Retention | None = None
+    api: ApiServer | None = None
     _housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.locks.start()
         await self.doors.start()
         await self.service.start()
+        if self.api is not None:
+            try:
+                await self.api.start()
+            except ApiServerError as exc:
+                raise StartupError(str(exc)) from exc
         if self.retention is not None:
             self._housekeeping = asyncio.get_running_loop().create_task(
                 self._keep_disk_bounded(), name="retention"
@@ -94,6 +110,8 @@ class Agent:
 
     async def stop(self) -> None:
         """Stop taking codes, let pulses finish, flush events, say offline, close the DB."""
+        if self.api is not None:
+            await self.api.stop()
         for code_input in self.inputs:
             await code_input.stop()
         if self._housekeeping is not None:
@@ -234,7 +252,21 @@ def fail_closed(service: LockerService, loss: StateLoss) -> None:
     service.apply(lambda: [event])
 
 
-def build_hardware(config: AgentConfig) -> tuple[LockDriver, DoorSensors, SimulatedLocker | None]:
+def build_hardware(config: AgentConfig) -> tuple[SafeLocks, DoorSensors, SimulatedLocker | None]:
+    """The configured backend, its locks held to the safety rules (hardware/safety.py)."""
+    driver, doors, simulator = _build_backend(config)
+    policies = config.policies
+    locks = SafeLocks(
+        driver,
+        max_simultaneous=policies.max_simultaneous_unlocks,
+        gap_s=policies.unlock_gap_ms / 1000,
+    )
+    return locks, doors, simulator
+
+
+def _build_backend(
+    config: AgentConfig,
+) -> tuple[LockDriver, DoorSensors, SimulatedLocker | None]:
     backend = config.hardware.backend
     if backend == "simulated":
         options = config.hardware.simulated
@@ -290,6 +322,56 @@ def _build_gpio(config: AgentConfig) -> GpioLocker:
     )
 
 
+def build_code_inputs(config: AgentConfig, locks: LockDriver | None = None) -> list[CodeInput]:
+    """The keypad and scanner the config names (none by default); started by the caller.
+
+    A keypad shares the GPIO backend's pin factory when there is one (``locks``), so both
+    see the same pins (and the same mock pins in tests).
+    """
+    inputs: list[CodeInput] = []
+    hardware = config.hardware
+    if hardware.keypad is not None:
+        from locker_agent.config import KEYPAD_LAYOUTS
+        from locker_agent.hardware.keypad import MatrixKeypad
+
+        keypad = hardware.keypad
+        driver = locks.driver if isinstance(locks, SafeLocks) else locks
+        factory = getattr(driver, "pin_factory", None)
+        if factory is None and hardware.gpio.pin_factory:
+            factory = _pin_factory(hardware.gpio.pin_factory)
+        inputs.append(MatrixKeypad(
+            keypad.rows, keypad.columns, KEYPAD_LAYOUTS[keypad.layout],
+            pin_factory=factory, enter_key=keypad.enter_key, clear_key=keypad.clear_key,
+            max_length=keypad.max_length, entry_timeout_s=keypad.entry_timeout_s,
+        ))
+    if hardware.scanner is not None:
+        from locker_agent.hardware.scanner import SerialScanner
+
+        scanner = hardware.scanner
+        inputs.append(SerialScanner(
+            scanner.port, baudrate=scanner.baudrate, max_length=scanner.max_length,
+            line_timeout_s=scanner.line_timeout_ms / 1000,
+        ))
+    return inputs
+
+
+async def start_code_inputs(agent: Agent) -> None:
+    """Start the configured keypad and scanner; their codes go to the service."""
+
+    async def submit(entry: CodeEntry) -> None:
+        outcome = await agent.service.submit_code(entry)
+        if outcome.ok:
+            logger.info("code accepted", extra={"fields": {
+                "source": entry.source, "compartments": ",".join(outcome.compartments)}})
+
+    for code_input in list(agent.inputs):
+        try:
+            await code_input.start(submit)
+        except HardwareError as exc:  # the locker still serves the cloud and other inputs
+            logger.error("code input %s not started: %s", type(code_input).__name__, exc)
+            agent.inputs.remove(code_input)
+
+
 def _build_rs485(config: AgentConfig) -> Rs485Locker:
     from locker_agent.config import parse_board_channel
     from locker_agent.hardware.rs485 import Rs485Locker
@@ -338,6 +420,7 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
     if loss is not None:
         fail_closed(service, loss)
     agent = Agent(config, store, service, locks, doors, simulator)
+    agent.inputs.extend(build_code_inputs(config, locks))
     agent.retention = Retention(store, RetentionPolicy.from_config(config.retention))
     if cloud and config.mqtt.enabled:
         try:
@@ -345,7 +428,39 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
         except Exception:
             store.close()
             raise
+    if config.api.enabled:
+        try:
+            build_api(agent)
+        except Exception:
+            store.close()
+            raise
     return agent
+
+
+def build_api(agent: Agent) -> None:
+    """The local HTTP API and kiosk page, served on the agent's loop (see Agent.start)."""
+    config = agent.config
+    try:
+        token = load_or_create_token(config.state_dir)
+    except (TokenError, OSError) as exc:
+        raise StartupError(f"api token: {exc}") from exc
+    link = agent.link
+    context = ApiContext(
+        locker_id=config.locker_id,
+        service=agent.service,
+        places={
+            c.id: Place(label=c.label or c.id, size=c.size, row=c.row, column=c.column)
+            for c in config.compartments
+        },
+        maintenance_token=token,
+        health_checks=[
+            loop_responsive(1.0), database_writable(agent.store), hardware_alive(agent)
+        ],
+        mqtt_connected=(lambda: link.connected) if link is not None else None,
+        screen_timeout_s=config.api.screen_timeout_s,
+        max_body_bytes=config.api.max_body_bytes,
+    )
+    agent.api = ApiServer(create_app(context), host=config.api.host, port=config.api.port)
 
 
 def build_cloud_link(agent: Agent) -> None:
@@ -446,6 +561,9 @@ async def run_agent(
         out(f"locker {config.locker_id} is running; its state lives in {config.state_dir}")
         if demo:
             await seed_demo_parcels(agent.service, config, out=out)
+        if agent.api is not None:
+            out(f"Kiosk page: {agent.api.kiosk_url}  (open it in a browser and type a code)")
+        await start_code_inputs(agent)  # the keypad and scanner, if configured
         use_console = (
             console if console is not None
             else config.hardware.simulated.console and sys.stdin.isatty()
@@ -474,7 +592,9 @@ async def run_agent(
     return 0
 
 
-RESTART_ONLY = ("locker_id", "state_dir", "sizes", "hardware", "mqtt", "compartments")
+RESTART_ONLY = (
+    "locker_id", "state_dir", "sizes", "hardware", "mqtt", "api", "compartments"
+)
 """Config sections a reload cannot apply to a running locker: they need a restart."""
 
 

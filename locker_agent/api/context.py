@@ -1,0 +1,41 @@
+"""What the API is given by the composition root: the service, the doors' places, the checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from locker_agent.service import LockerService
+from locker_agent.systemd_notify import HealthCheck
+
+if TYPE_CHECKING:
+    from locker_agent.api.courier import CourierDeskPort
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a compartment is on the locker's front, as a customer is told to find it."""
+
+    label: str
+    size: str
+    row: int | None = None
+    column: int | None = None
+
+
+@dataclass
+class ApiContext:
+    locker_id: str
+    service: LockerService
+    places: Mapping[str, Place]
+    maintenance_token: str
+    health_checks: Sequence[HealthCheck] = ()
+    mqtt_connected: Callable[[], bool] | None = None
+    """None when the locker has no cloud link configured."""
+    courier_desk: CourierDeskPort | None = None
+    screen_timeout_s: float = 60.0
+    max_body_bytes: int = 4096
+    languages: tuple[str, ...] = field(default=("en", "ru", "zh-Hant", "it"))
+
+    def place(self, compartment_id: str) -> Place:
+        return self.places.get(compartment_id) or Place(label=compartment_id, size="")

@@ -1,0 +1,110 @@
+"""uvicorn inside the agent: a task on the agent's own event loop, started and stopped by it.
+
+Sharing the loop means every request reaches the service on the loop that owns the locker's
+state; nothing crosses threads. The socket is bound here, so a port in use is a clear start-up
+error rather than uvicorn's ``sys.exit``; uvicorn's signal handling is left out, the agent
+owns SIGTERM and SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator
+
+import uvicorn
+from fastapi import FastAPI
+
+from locker_agent.api.live import LiveFeed
+
+logger = logging.getLogger(__name__)
+
+GRACEFUL_STOP_S = 2.0
+
+
+class ApiServerError(Exception):
+    """The API cannot listen; the message says where and why."""
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the agent's own handlers stay in place
+
+
+class ApiServer:
+    def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def kiosk_url(self) -> str:
+        return f"{self.url}/kiosk/"
+
+    async def start(self) -> None:
+        try:
+            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            family, kind, proto, _, address = infos[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError:
+                sock.close()
+                raise
+        except OSError as exc:
+            raise ApiServerError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; "
+                "set api.port (or api.enabled = false) in the config"
+            ) from exc
+        sock.listen(64)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        self._socket = sock
+        config = uvicorn.Config(
+            self.app, log_config=None, access_log=False, lifespan="off",
+            timeout_graceful_shutdown=int(GRACEFUL_STOP_S), server_header=False,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.get_running_loop().create_task(
+            self._server.serve(sockets=[sock]), name="api"
+        )
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise ApiServerError("the API server stopped as it started")
+            await asyncio.sleep(0.01)
+        logger.info("API listening", extra={"fields": {"url": self.url}})
+
+    async def stop(self) -> None:
+        """Close live streams, let requests in flight finish (briefly), stop listening."""
+        feed = getattr(self.app.state, "feed", None)
+        if isinstance(feed, LiveFeed):
+            feed.close()
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), GRACEFUL_STOP_S * 3)
+            except TimeoutError:
+                self._server.force_exit = True
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            except Exception:
+                logger.exception("API server failed while stopping")
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self._server = None
+        self._task = None
