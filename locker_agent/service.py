@@ -24,6 +24,7 @@ from locker_agent.domain.errors import DomainError, InvalidCode
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import CredentialKind, DomainEvent, DoorState, UnlockIntent
 from locker_agent.hardware.interfaces import CodeEntry, DoorSensors, HardwareError, LockDriver
+from locker_agent.hardware.safety import SafeLocks, UnlockWithdrawn
 from locker_agent.store import InboxRecord, Store, StoredEvent
 
 logger = logging.getLogger(__name__)
@@ -86,8 +87,8 @@ class LockerService:
         self._listeners: list[EventListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._unlock_tasks: set[asyncio.Task[None]] = set()
-        self._slots: asyncio.Semaphore | None = None
-        self._last_pulse_end = 0.0
+        self._power: SafeLocks | None = None
+        """The locks under the safety rules (power budget, gap); set by start()."""
         self._accepting = False
         self._open_since: dict[str, float] = {}
         self._left_open_alarms: dict[str, int] = {}
@@ -156,7 +157,10 @@ class LockerService:
 
     async def start(self) -> None:
         """Reconcile with the door sensors, then begin accepting codes and ticking."""
-        self._slots = asyncio.Semaphore(self._policy.max_simultaneous)
+        self._power = self._locks if isinstance(self._locks, SafeLocks) else SafeLocks(self._locks)
+        self._power.set_budget(
+            max_simultaneous=self._policy.max_simultaneous, gap_s=self._policy.gap_s
+        )
         self._doors.subscribe(self._door_changed)
         self._reconcile_doors()
         self._accepting = True
@@ -177,8 +181,8 @@ class LockerService:
 
     def set_unlock_policy(self, policy: UnlockPolicy) -> None:
         """New pulse length, power budget and timeouts; pulses in progress finish as they were."""
-        if policy.max_simultaneous != self._policy.max_simultaneous and self._slots is not None:
-            self._slots = asyncio.Semaphore(policy.max_simultaneous)
+        if self._power is not None:
+            self._power.set_budget(max_simultaneous=policy.max_simultaneous, gap_s=policy.gap_s)
         self._policy = policy
 
     @property
@@ -256,7 +260,7 @@ class LockerService:
     # ------------------------------------------------------------------ unlocks
 
     def _start_unlock(self, compartment_id: str, attempt: int = 1) -> None:
-        if self._slots is None:
+        if self._power is None:
             # Not started: the intent stays on record and start() settles it without a pulse.
             logger.warning(
                 "unlock requested before start; it will be abandoned at start",
@@ -268,29 +272,31 @@ class LockerService:
         task.add_done_callback(self._unlock_tasks.discard)
 
     async def _unlock(self, compartment_id: str, attempt: int = 1) -> None:
-        assert self._slots is not None, "start() the service before opening doors"
-        async with self._slots:
-            pulsed_for = self.locker.intents.get(compartment_id)  # the unlock this pulse serves
-            if pulsed_for is None or not self._accepting:
-                if compartment_id in self.locker.intents:
-                    self._abandon(compartment_id, "shutting_down")
-                return
-            gap = self._last_pulse_end + self._policy.gap_s - self._monotonic()
-            if gap > 0:
-                await asyncio.sleep(gap)
-            try:
-                await self._locks.unlock(compartment_id, self._policy.pulse_s)
-            except (HardwareError, ValueError) as exc:
-                logger.error(
-                    "unlock failed",
-                    extra={"fields": {"compartment": compartment_id, "error": str(exc)}},
-                )
-                self._abandon(compartment_id, "lock_failed")
-                return
-            finally:
-                self._last_pulse_end = self._monotonic()
-            self.apply(lambda: self.locker.record_pulse(
-                compartment_id, now=self._now(), intent=pulsed_for))
+        assert self._power is not None, "start() the service before opening doors"
+        pulsed_for = self.locker.intents.get(compartment_id)  # the unlock this pulse serves
+        if pulsed_for is None:
+            return
+
+        def still_wanted() -> bool:  # asked when the power budget lets this pulse go
+            return self._accepting and self.locker.intents.get(compartment_id) is pulsed_for
+
+        try:
+            await self._power.unlock(
+                compartment_id, self._policy.pulse_s, still_wanted=still_wanted
+            )
+        except UnlockWithdrawn:
+            if self.locker.intents.get(compartment_id) is pulsed_for:
+                self._abandon(compartment_id, "shutting_down")
+            return
+        except (HardwareError, ValueError) as exc:
+            logger.error(
+                "unlock failed",
+                extra={"fields": {"compartment": compartment_id, "error": str(exc)}},
+            )
+            self._abandon(compartment_id, "lock_failed")
+            return
+        self.apply(lambda: self.locker.record_pulse(
+            compartment_id, now=self._now(), intent=pulsed_for))
         if self.locker.intents.get(compartment_id) is pulsed_for:
             self._spawn(self._await_door(compartment_id, pulsed_for, attempt))
 

@@ -13,6 +13,7 @@ from locker_agent.daemon import StartupError, build_agent
 from locker_agent.domain.model import DoorState
 from locker_agent.hardware.gpio import GpioLocker
 from locker_agent.hardware.rs485 import Rs485Locker
+from locker_agent.hardware.safety import SafeLocks
 from tests.hardware.kerong_emulator import KerongBus
 
 COMPARTMENTS = """
@@ -58,7 +59,8 @@ def test_the_gpio_backend_runs_on_gpiozero_mock_pins(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         agent = build_agent(load_config(config))
-        assert isinstance(agent.locks, GpioLocker)
+        assert isinstance(agent.locks, SafeLocks)
+        assert isinstance(agent.locks.driver, GpioLocker)
         await agent.start()
         try:
             open_compartment(agent, "A02")
@@ -92,7 +94,8 @@ def test_the_rs485_backend_drives_the_emulated_board(tmp_path: Path) -> None:
 
         async def scenario() -> None:
             agent = build_agent(load_config(config))
-            assert isinstance(agent.locks, Rs485Locker)
+            assert isinstance(agent.locks, SafeLocks)
+            assert isinstance(agent.locks.driver, Rs485Locker)
             await agent.start()
             try:
                 bus.clear_log()

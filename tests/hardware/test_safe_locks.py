@@ -1,0 +1,17 @@
+"""SafeLocks keeps the LockDriver contract of the driver it wraps.
+
+Its safety rules have their own tests in tests/test_safety_rules.py.
+"""
+
+from __future__ import annotations
+
+from locker_agent.hardware.interfaces import LockDriver
+from locker_agent.hardware.safety import SafeLocks
+from locker_agent.hardware.simulated import SimulatedLocker
+from tests.hardware.contract import LockDriverContract
+
+
+class TestSafeLocksOverTheSimulatedLocker(LockDriverContract):
+    def make_lock_driver(self) -> LockDriver:
+        simulated = SimulatedLocker(self.compartment_ids, auto_open_on_unlock=False)
+        return SafeLocks(simulated, max_simultaneous=8, gap_s=0)
