@@ -8,7 +8,8 @@ CONFIG    ?= config/simulated.toml
 STATE_DIR ?= $(CURDIR)/.state
 PYTEST_ARGS ?=
 
-.PHONY: run test setup system-packages test-system-packages install lint typecheck pytest reset clean
+.PHONY: run test setup system-packages test-system-packages install lint typecheck pytest reset clean \
+	bench bench-smoke
 
 run: setup system-packages
 	@echo "state directory: $(STATE_DIR)  (make reset wipes it)"
@@ -48,6 +49,18 @@ typecheck: setup
 
 pytest: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# benchmarks (bench/): the full run rewrites docs/benchmarks.md; the smoke run (CI) writes
+# its table to build/benchmarks-smoke.md so a quick, noisy run never replaces the figures
+bench: setup system-packages $(VENV)/.bench-installed
+	$(BIN)/python -m bench
+
+bench-smoke: setup system-packages $(VENV)/.bench-installed
+	$(BIN)/python -m bench --smoke
+
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@touch $@
 
 reset:
 	rm -rf $(STATE_DIR)

@@ -1,0 +1,138 @@
+"""An agent running in-process and the physical world around it: doors a hand opens and shuts.
+
+The simulated backend's doors are moved through the simulator; the gpio backend's through the
+gpiozero ``MockFactory`` pins its reed switches read, as a door would move them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from locker_agent.daemon import Agent
+from locker_agent.domain.model import AssignmentStatus, DoorState
+from locker_agent.hardware.interfaces import CodeEntry
+
+HOUR = 3600.0
+
+
+class Doors(Protocol):
+    def open(self, compartment_id: str) -> None: ...
+    def close(self, compartment_id: str) -> None: ...
+
+
+class SimulatedDoors:
+    def __init__(self, agent: Agent) -> None:
+        assert agent.simulator is not None
+        self._simulator = agent.simulator
+
+    def open(self, compartment_id: str) -> None:
+        self._simulator.open_door(compartment_id)
+
+    def close(self, compartment_id: str) -> None:
+        self._simulator.close_door(compartment_id)
+
+
+class MockPinDoors:
+    """Reed switches to ground with the pull-up on: a shut door pulls its pin low."""
+
+    def __init__(self, agent: Agent) -> None:
+        sensors: dict[str, int] = agent.doors.sensors  # type: ignore[attr-defined]
+        factory: Any = agent.doors.pin_factory  # type: ignore[attr-defined]
+        self._pins = {cid: factory.pin(pin) for cid, pin in sensors.items()}
+
+    def open(self, compartment_id: str) -> None:
+        self._pins[compartment_id].drive_high()
+
+    def close(self, compartment_id: str) -> None:
+        self._pins[compartment_id].drive_low()
+
+    def close_all(self) -> None:
+        for pin in self._pins.values():
+            pin.drive_low()
+
+
+def doors_for(agent: Agent) -> Doors:
+    if agent.simulator is not None:
+        return SimulatedDoors(agent)
+    doors = MockPinDoors(agent)
+    doors.close_all()
+    return doors
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the locker did not get there in time")
+        await asyncio.sleep(0.001)
+
+
+async def load_parcels(agent: Agent, doors: Doors, count: int) -> list[tuple[str, str]]:
+    """A courier puts ``count`` parcels in (one per free compartment); their (compartment, code)."""
+    service = agent.service
+    loaded = []
+    for _ in range(count):
+        assignment_id = f"bench-{secrets.token_hex(6)}"
+        code = f"{secrets.randbelow(10**8):08d}"
+        now = service.now()
+        free = [
+            c for c in service.locker.compartments.values()
+            if not c.assignment_ids and c.id not in service.locker.intents
+        ]
+        if not free:
+            break
+        compartment_id = free[0].id
+        service.apply(lambda a=assignment_id, k=code, c=compartment_id, t=now: (
+            service.locker.reserve(a, pickup_code=k, compartment_id=c, now=t,
+                                   hold_seconds=72 * HOUR, reservation_ttl_s=24 * HOUR)))
+        service.apply(lambda a=assignment_id, t=now: service.locker.begin_deposit(
+            a, actor="bench-courier", now=t))
+        await until(lambda c=compartment_id: c in agent.locks.energised())
+        await settle_door(agent, doors, compartment_id)
+        await until(lambda a=assignment_id: service.locker.assignments[a].status
+                    is AssignmentStatus.DEPOSITED)
+        loaded.append((compartment_id, code))
+    return loaded
+
+
+async def settle_door(agent: Agent, doors: Doors, compartment_id: str) -> None:
+    """Once the pulse has begun: the door is pulled open, then shut again."""
+    locker = agent.service.locker
+    await until(lambda: compartment_id not in agent.locks.energised())
+    doors.open(compartment_id)
+    await until(lambda: locker.compartments[compartment_id].door is DoorState.OPEN)
+    doors.close(compartment_id)
+    await until(lambda: compartment_id not in locker.intents
+                and locker.compartments[compartment_id].door is DoorState.CLOSED)
+
+
+async def timed_pickup(agent: Agent, doors: Doors, compartment_id: str, code: str) -> float:
+    """Milliseconds from the code's submission to the lock output energised."""
+    started = time.perf_counter()
+    outcome = await agent.service.submit_code(CodeEntry("keypad", code))
+    if not outcome.ok:
+        raise RuntimeError(f"pickup refused: {outcome.message}")
+    locks = agent.locks
+    while compartment_id not in locks.energised():
+        await asyncio.sleep(0)
+    elapsed = (time.perf_counter() - started) * 1000
+    await settle_door(agent, doors, compartment_id)
+    return elapsed
+
+
+async def pickup_latencies(agent: Agent, samples: int) -> list[float]:
+    """Load parcels and time their pickups, round after round, until ``samples`` are taken."""
+    doors = doors_for(agent)
+    await asyncio.sleep(0.05)  # let the door readings from start-up settle
+    latencies: list[float] = []
+    while len(latencies) < samples:
+        loaded = await load_parcels(agent, doors, samples - len(latencies))
+        if not loaded:
+            raise RuntimeError("no compartment free to load a parcel into")
+        for compartment_id, code in loaded:
+            latencies.append(await timed_pickup(agent, doors, compartment_id, code))
+    return latencies
