@@ -360,7 +360,8 @@ def _sign(key: Ed25519PrivateKey, kind: int, token_id: str | None, body: bytes) 
 def _field(value: str) -> bytes:
     if not isinstance(value, str) or not _ID.fullmatch(value):
         raise ValueError(
-            f"{value!r}: ids are 1-{MAX_ID_CHARS} of A-Z, a-z, 0-9 and _.:- (not first)"
+            f"{value!r}: an id is 1-{MAX_ID_CHARS} of A-Z, a-z, 0-9 and _.:-, starting with a "
+            "letter or digit"
         )
     raw = value.encode("ascii")
     return bytes([len(raw)]) + raw

@@ -27,6 +27,7 @@ from locker_agent.cloud.contract import COMMAND_ARGS
 from locker_agent.cloud.signing import SigningKeyError, load_private_key, public_key_base64
 from locker_agent.cloud.topics import COMMAND_NAME_CHARS
 from locker_agent.ctl.client import ConnectionOptions, CtlError, FleetClient, Received
+from locker_agent.tokens import key_id, sign_courier_token, sign_pickup_token
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -142,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("path", type=Path, metavar="PATH")
     keygen.add_argument("--force", action="store_true", help="replace an existing file")
     keygen.set_defaults(handler=_keygen)
+    _sign_token_parser(sub)
 
     for subparser in (send, watch, fleet):
         _connection_options(subparser, defaults=False)
@@ -521,6 +523,77 @@ def _keygen(args: argparse.Namespace) -> int:
         f'  [mqtt]\n  operator_public_key = "{public}"',
         file=sys.stderr,
     )
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- sign-token
+
+
+def _sign_token_parser(sub: Any) -> None:
+    sign = sub.add_parser(
+        "sign-token", help="sign a pickup or courier QR token (docs/tokens.md)",
+        description=(
+            "Print a token the lockers verify offline with the public key of --key (give it "
+            "to them as a token key). Only the token goes to stdout; its id and expiry to "
+            "stderr. Durations: a whole number and s, m, h or d (90m, 72h, 2d)."
+        ),
+    )
+    kinds = sign.add_subparsers(dest="token_kind", metavar="KIND", required=True)
+    pickup = kinds.add_parser("pickup", help="a single-use token for one assignment")
+    pickup.add_argument("--locker", required=True, metavar="LOCKER_ID")
+    pickup.add_argument("--assignment", required=True, metavar="ASSIGNMENT_ID")
+    courier = kinds.add_parser("courier", help="a courier's token for one or more lockers")
+    courier.add_argument("--courier", required=True, metavar="COURIER_ID")
+    courier.add_argument("--locker", dest="lockers", action="append", required=True,
+                         metavar="LOCKER_ID", help="a locker it opens (repeat for several)")
+    courier.add_argument("--not-before", type=_moment, metavar="TIME",
+                         help="ISO 8601 with a zone, e.g. 2025-03-14T08:00+01:00 (default now)")
+    for kind in (pickup, courier):
+        kind.add_argument("--key", type=Path, metavar="PATH",
+                          help=f"private key from locker-ctl keygen (or ${SIGN_KEY_ENV})")
+        kind.add_argument("--valid-for", type=_duration, required=True, metavar="DURATION")
+        kind.set_defaults(handler=_sign_token)
+
+
+def _duration(text: str) -> timedelta:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"a duration like 90m, 72h or 2d, not {text!r}")
+    try:
+        return timedelta(**{units[unit]: int(number)})
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long") from None
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a zone (Z or +01:00)")
+    return moment
+
+
+def _sign_token(args: argparse.Namespace) -> int:
+    key = _signing_key(args.key)
+    if key is None:
+        raise UsageError(f"sign-token needs --key PATH (or ${SIGN_KEY_ENV})")
+    start: datetime = args.not_before if getattr(args, "not_before", None) else datetime.now(UTC)
+    try:
+        expires_at = start + args.valid_for
+        if args.token_kind == "pickup":
+            token = sign_pickup_token(key, locker_id=args.locker, assignment_id=args.assignment,
+                                      expires_at=expires_at)
+        else:
+            token = sign_courier_token(key, courier_id=args.courier, lockers=args.lockers,
+                                       not_before=start, expires_at=expires_at)
+    except (ValueError, OverflowError) as exc:
+        raise UsageError(f"cannot sign this token: {exc}") from None
+    print(token)
+    print(f"{args.token_kind} token, {len(token)} characters, key {key_id(key)}, "
+          f"expires {expires_at.astimezone(UTC).isoformat(timespec='seconds')}", file=sys.stderr)
     return EXIT_OK
 
 
