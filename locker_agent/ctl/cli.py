@@ -27,6 +27,7 @@ from locker_agent.cloud.contract import COMMAND_ARGS
 from locker_agent.cloud.signing import SigningKeyError, load_private_key, public_key_base64
 from locker_agent.cloud.topics import COMMAND_NAME_CHARS
 from locker_agent.ctl.client import ConnectionOptions, CtlError, FleetClient, Received
+from locker_agent.ctl.dashboard.cli import add_parser as add_dashboard_parser
 from locker_agent.tokens import key_id, sign_courier_token, sign_pickup_token
 
 EXIT_OK = 0
@@ -144,8 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--force", action="store_true", help="replace an existing file")
     keygen.set_defaults(handler=_keygen)
     _sign_token_parser(sub)
+    dashboard = add_dashboard_parser(sub)
 
-    for subparser in (send, watch, fleet):
+    for subparser in (send, watch, fleet, dashboard):
         _connection_options(subparser, defaults=False)
     return parser
 

@@ -1,0 +1,210 @@
+"""The dashboard's web app: the page, its JSON API and the server-sent event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Cookie, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict
+
+from locker_agent.ctl.dashboard.actions import (
+    Commander,
+    OpenRequest,
+    ServiceRequest,
+    open_command,
+    outcome,
+    service_command,
+)
+from locker_agent.ctl.dashboard.auth import SESSION_COOKIE, SESSION_TTL_S, Sessions
+from locker_agent.ctl.dashboard.fleet import Fleet
+
+STATIC = Path(__file__).parent / "static"
+BATCH_INTERVAL_S = 0.1
+"""Changes are sent to pages at most this often, coalesced per locker."""
+KEEPALIVE_S = 15.0
+SUBSCRIBER_BACKLOG = 512
+"""Batches a slow page may lag behind before it is dropped (it reconnects to a snapshot)."""
+FAILED_SIGN_IN_DELAY_S = 0.5
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    operator: str
+    token: str
+
+
+class Hub:
+    """Drains the fleet's changes on a timer and fans each batch out to every open page."""
+
+    def __init__(self, fleet: Fleet, interval_s: float = BATCH_INTERVAL_S) -> None:
+        self.fleet = fleet
+        self.interval_s = interval_s
+        self._pages: set[asyncio.Queue[bytes | None]] = set()
+
+    def open(self) -> asyncio.Queue[bytes | None]:
+        page: asyncio.Queue[bytes | None] = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        self._pages.add(page)
+        return page
+
+    def close(self, page: asyncio.Queue[bytes | None]) -> None:
+        self._pages.discard(page)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.publish_changes()
+
+    def publish_changes(self) -> None:
+        batch = self.fleet.drain()
+        if batch is None:
+            return
+        frame = sse("batch", batch)
+        for page in list(self._pages):
+            try:
+                page.put_nowait(frame)
+            except asyncio.QueueFull:  # too slow: end its stream, it reconnects afresh
+                self._pages.discard(page)
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    page.get_nowait()
+                page.put_nowait(None)
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
+               batch_interval_s: float = BATCH_INTERVAL_S, secure_cookie: bool = False
+               ) -> FastAPI:
+    hub = Hub(fleet, batch_interval_s)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(hub.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="locker fleet dashboard", lifespan=lifespan, docs_url=None,
+                  redoc_url=None)
+    app.state.hub = hub
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def operator(
+        session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
+    ) -> str:
+        name = sessions.operator(session)
+        if name is None:
+            raise HTTPException(401, "sign in first")
+        return name
+
+    Operator = Annotated[str, Depends(operator)]
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/session")
+    async def sign_in(body: SignIn, response: Response) -> dict[str, str]:
+        session_id = sessions.sign_in(body.operator, body.token)
+        if session_id is None:
+            await asyncio.sleep(FAILED_SIGN_IN_DELAY_S)  # slows guessing down
+            raise HTTPException(401, "wrong token, or the operator name is not valid "
+                                     "(letters, digits and _.:- only)")
+        response.set_cookie(SESSION_COOKIE, session_id, max_age=SESSION_TTL_S, httponly=True,
+                            samesite="strict", secure=secure_cookie, path="/")
+        return {"operator": body.operator}
+
+    @app.get("/api/session")
+    def who(name: Operator) -> dict[str, str]:
+        return {"operator": name}
+
+    @app.delete("/api/session")
+    def sign_out(response: Response,
+                 session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None
+                 ) -> dict[str, bool]:
+        sessions.sign_out(session)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return {"ok": True}
+
+    @app.get("/api/fleet")
+    def fleet_snapshot(_name: Operator) -> dict[str, Any]:
+        return fleet.snapshot()
+
+    @app.get("/api/lockers/{locker_id}")
+    def locker(locker_id: str, _name: Operator) -> dict[str, Any]:
+        found = fleet.locker(locker_id)
+        if found is None:
+            raise HTTPException(404, f"no locker {locker_id!r} has published on this broker")
+        return found
+
+    @app.get("/api/stream")
+    async def stream(request: Request, _name: Operator) -> StreamingResponse:
+        page = hub.open()
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                yield b"retry: 2000\n\n"
+                yield sse("snapshot", fleet.snapshot())
+                while True:
+                    try:
+                        frame = await asyncio.wait_for(page.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield b": keepalive\n\n"
+                        continue
+                    if frame is None:
+                        return
+                    yield frame
+            finally:
+                hub.close(page)
+
+        return StreamingResponse(frames(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store",
+                                          "X-Accel-Buffering": "no"})
+
+    def act(locker_id: str, name: str, args: dict[str, Any]) -> JSONResponse:
+        if locker_id not in fleet.ids():
+            raise HTTPException(404, f"no locker {locker_id!r} has published on this broker")
+        status, body = outcome(locker_id, name, send, args)
+        return JSONResponse(body, status_code=status)
+
+    @app.post("/api/lockers/{locker_id}/open")
+    async def open_compartment(locker_id: str, body: OpenRequest, name: Operator
+                               ) -> JSONResponse:
+        command, args = open_command(body, name)
+        return await run_in_threadpool(act, locker_id, command, args)
+
+    @app.post("/api/lockers/{locker_id}/service")
+    async def set_service(locker_id: str, body: ServiceRequest, name: Operator
+                          ) -> JSONResponse:
+        try:
+            command, args = service_command(body, name)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return await run_in_threadpool(act, locker_id, command, args)
+
+    @app.post("/api/lockers/{locker_id}/sync")
+    async def sync(locker_id: str, _name: Operator) -> JSONResponse:
+        return await run_in_threadpool(act, locker_id, "sync", {})
+
+    @app.post("/api/lockers/{locker_id}/alarms/{key}/acknowledge")
+    def acknowledge(locker_id: str, key: str, _name: Operator) -> dict[str, bool]:
+        if not fleet.acknowledge(locker_id, key):
+            raise HTTPException(404, "no such alarm (already lifted?)")
+        return {"ok": True}
+
+    return app
