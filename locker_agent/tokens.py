@@ -46,8 +46,9 @@ TOKEN_ID_BYTES: Final = 12
 SIGNATURE_BYTES: Final = 64
 MAX_ID_CHARS: Final = 64
 MAX_COURIER_LOCKERS: Final = 32
-MAX_TOKEN_BYTES: Final = 512
-"""Payload and signature; a longer token is refused by the signer and, unread, by the verifier."""
+MAX_TOKEN_BYTES: Final = 300
+"""Payload and signature; a longer token is refused by the signer and, unread, by the verifier.
+As text that is at most 484 characters, within a serial scanner's default line limit (512)."""
 MAX_TOKEN_CHARS: Final = len(TOKEN_PREFIX) + (MAX_TOKEN_BYTES * 8 + 4) // 5
 _MAX_SCANNED_CHARS: Final = MAX_TOKEN_CHARS + 8  # room for a scanner's CR/LF around it
 _MAX_SECONDS: Final = 2**32 - 1
