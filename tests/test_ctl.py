@@ -160,12 +160,12 @@ def test_send_answers_ok_refused_and_usage_with_0_1_2(
     code, reply = ctl.reply(LOCKER, "ping")
     assert code == 0 and reply["ok"] is True and reply["result"]["pong"] is True
 
-    code, reply = ctl.reply(LOCKER, "assign", "assignment_id=PKG-1", "pickup_code=012345",
+    code, reply = ctl.reply(LOCKER, "assign", "assignment_id=PKG-1", "pickup_code=01234500",
                             "size=S")
     assert code == 0, reply
     assert reply["result"]["size"] == "S" and reply["result"]["compartment_id"]
 
-    code, reply = ctl.reply(LOCKER, "assign", "assignment_id=PKG-2", "pickup_code=123456",
+    code, reply = ctl.reply(LOCKER, "assign", "assignment_id=PKG-2", "pickup_code=12345600",
                             "size=XXL")
     assert code == 1
     assert reply["ok"] is False
@@ -208,7 +208,7 @@ def test_fleet_shows_presence_and_free_compartments(
     start_agent: AgentStarter, ctl: Ctl, agents: Agents
 ) -> None:
     agent = start_agent()
-    code, _ = ctl.reply(LOCKER, "assign", "assignment_id=PKG-1", "pickup_code=482913", "size=L")
+    code, _ = ctl.reply(LOCKER, "assign", "assignment_id=PKG-1", "pickup_code=48291300", "size=L")
     assert code == 0
     code, _ = ctl.reply(LOCKER, "set_service", "in_service=false", "compartment_id=A01",
                         "reason=broken hinge")
@@ -431,10 +431,10 @@ def test_a_missing_tls_file_is_exit_2(tmp_path: Path) -> None:
 
 def test_values_are_json_when_they_parse_and_text_where_the_contract_wants_text() -> None:
     assert command_arguments("assign", None, [
-        "assignment_id=123", "pickup_code=012345", "size=M", "accessible=true",
+        "assignment_id=123", "pickup_code=01234500", "size=M", "accessible=true",
         "hold_period_h=48", "barcode=null",
     ]) == {
-        "assignment_id": "123", "pickup_code": "012345", "size": "M", "accessible": True,
+        "assignment_id": "123", "pickup_code": "01234500", "size": "M", "accessible": True,
         "hold_period_h": 48, "barcode": "null",
     }
     assert command_arguments("set_config", '{"remote_open_limit": 3}', ["remote_open_limit=4"]) \

@@ -22,7 +22,7 @@ def make_locker_with_a_parcel(config: Path) -> None:
     agent = build_agent(load_config(config))
     service = agent.service
     service.apply(lambda: service.locker.reserve(
-        "p-1", pickup_code="482913", size="S", now=service.now(),
+        "p-1", pickup_code="48291300", size="S", now=service.now(),
         hold_seconds=HOUR, reservation_ttl_s=HOUR))
     agent.store.close()
 
@@ -101,7 +101,7 @@ def test_a_wall_clock_jump_does_not_expire_a_parcel(
         service._monotonic = lambda: fake_monotonic["now"]  # type: ignore[method-assign]
         real_now = service._now
         service.apply(lambda: service.locker.reserve(
-            "p-1", pickup_code="482913", size="S", now=service.now(),
+            "p-1", pickup_code="48291300", size="S", now=service.now(),
             hold_seconds=HOUR, reservation_ttl_s=2 * HOUR))
         await agent.start()
         try:

@@ -23,7 +23,7 @@ def test_reload_applies_new_policies_and_keeps_state(
     try:
         service = agent.service
         service.apply(lambda: service.locker.reserve(
-            "p-1", pickup_code="482913", size="S", now=service.now(),
+            "p-1", pickup_code="48291300", size="S", now=service.now(),
             hold_seconds=3600, reservation_ttl_s=3600))
         text = config.read_text().replace("lock_pulse_ms = 50", "lock_pulse_ms = 120")
         text = text.replace("[policies]", "[policies]\nremote_open_limit = 2")

@@ -74,8 +74,8 @@ def test_pickup_opens_the_door_records_intent_first_and_frees_the_compartment(
     async def scenario() -> None:
         async with running(write_config()) as agent:
             assert agent.simulator is not None
-            compartment = await deposit(agent, "p-1", "482913")
-            outcome = await agent.service.submit_code(CodeEntry("keypad", "482913"))
+            compartment = await deposit(agent, "p-1", "48291300")
+            outcome = await agent.service.submit_code(CodeEntry("keypad", "48291300"))
             assert outcome.ok, outcome.message
             assert outcome.compartments == (compartment,)
             assert f"Compartment {compartment} is opening" in outcome.message
@@ -93,7 +93,7 @@ def test_pickup_opens_the_door_records_intent_first_and_frees_the_compartment(
             assert "unlock_pulsed" in pickup
             assert pickup[pickup.index("picked_up") - 1] == "door_closed"
             # the code was single-use
-            again = await agent.service.submit_code(CodeEntry("keypad", "482913"))
+            again = await agent.service.submit_code(CodeEntry("keypad", "48291300"))
             assert not again.ok
 
     run(scenario())
@@ -104,9 +104,9 @@ def test_wrong_code_opens_nothing_and_says_so(
 ) -> None:
     async def scenario() -> None:
         async with running(write_config()) as agent:
-            await deposit(agent, "p-1", "482913")
+            await deposit(agent, "p-1", "48291300")
             pulses_before = list(agent.simulator.pulses) if agent.simulator else []
-            outcome = await agent.service.submit_code(CodeEntry("keypad", "000000"))
+            outcome = await agent.service.submit_code(CodeEntry("keypad", "00000000"))
             assert not outcome.ok
             assert outcome.reason == "unknown"
             assert outcome.message
@@ -122,10 +122,10 @@ def test_a_jammed_door_is_pulsed_again_then_taken_out_of_service_keeping_the_cod
     async def scenario() -> None:
         async with running(write_config(door_open_timeout=0.2)) as agent:
             assert agent.simulator is not None
-            compartment = await deposit(agent, "p-1", "482913")
+            compartment = await deposit(agent, "p-1", "48291300")
             agent.simulator.jam(compartment)
             pulses_before = len(agent.simulator.pulses)
-            assert (await agent.service.submit_code(CodeEntry("keypad", "482913"))).ok
+            assert (await agent.service.submit_code(CodeEntry("keypad", "48291300"))).ok
             await until(lambda: "unlock_abandoned" in event_types(agent))
             jams = [e for e in agent.store.all_events() if e.type == "door_jammed"]
             assert [e.data["attempt"] for e in jams] == [1, 2]  # one retry, then give up
@@ -135,15 +135,15 @@ def test_a_jammed_door_is_pulsed_again_then_taken_out_of_service_keeping_the_cod
             await until(lambda: agent.service.locker.state_of(compartment)
                         is CompartmentState.OUT_OF_SERVICE)
             # the code was not used up: the parcel is still there, behind a broken door
-            credential = agent.service.locker.authenticate("482913", now=agent.service.now())
+            credential = agent.service.locker.authenticate("48291300", now=agent.service.now())
             assert credential is not None
-            refused = await agent.service.submit_code(CodeEntry("keypad", "482913"))
+            refused = await agent.service.submit_code(CodeEntry("keypad", "48291300"))
             assert not refused.ok and "out of service" in refused.message
             # repaired and back in service, the same code opens it
             agent.simulator.jam(compartment, False)
             agent.service.apply(lambda: agent.service.locker.set_compartment_service(
                 compartment, in_service=True, reason=None, now=agent.service.now()))
-            assert (await agent.service.submit_code(CodeEntry("keypad", "482913"))).ok
+            assert (await agent.service.submit_code(CodeEntry("keypad", "48291300"))).ok
 
     run(scenario())
 
@@ -217,11 +217,11 @@ def test_hold_period_expiry_is_committed_by_the_clock(
 ) -> None:
     async def scenario() -> None:
         async with running(write_config()) as agent:
-            await deposit(agent, "p-1", "482913")
+            await deposit(agent, "p-1", "48291300")
             assert agent.service.tick(71 * HOUR) == []
             expired = agent.service.tick(2 * HOUR)
             assert [e.type for e in expired] == ["expired"]
-            outcome = await agent.service.submit_code(CodeEntry("keypad", "482913"))
+            outcome = await agent.service.submit_code(CodeEntry("keypad", "48291300"))
             assert (outcome.ok, outcome.reason) == (False, "expired")
 
     run(scenario())
@@ -242,7 +242,7 @@ def test_a_failed_commit_leaves_memory_equal_to_the_file(
         with pytest.raises(OSError):
             service.apply(
                 lambda: service.locker.reserve(
-                    "p-1", pickup_code="111222", size="S", now=now,
+                    "p-1", pickup_code="11122200", size="S", now=now,
                     hold_seconds=HOUR, reservation_ttl_s=HOUR,
                 )
             )
@@ -251,7 +251,7 @@ def test_a_failed_commit_leaves_memory_equal_to_the_file(
     # and the same reservation goes through once the disk is back
     service.apply(
         lambda: service.locker.reserve(
-            "p-1", pickup_code="111222", size="S", now=now,
+            "p-1", pickup_code="11122200", size="S", now=now,
             hold_seconds=HOUR, reservation_ttl_s=HOUR,
         )
     )
@@ -266,9 +266,9 @@ def test_codes_never_reach_the_logs(
 
     async def scenario() -> None:
         async with running(write_config(auto_close=0.05)) as agent:
-            await deposit(agent, "p-1", "937451")
-            await agent.service.submit_code(CodeEntry("keypad", "937451"))
-            await agent.service.submit_code(CodeEntry("keypad", "555123"))
+            await deposit(agent, "p-1", "93745100")
+            await agent.service.submit_code(CodeEntry("keypad", "93745100"))
+            await agent.service.submit_code(CodeEntry("keypad", "55512300"))
             await until(lambda: "p-1" not in agent.service.locker.assignments)
 
     run(scenario())
@@ -276,7 +276,7 @@ def test_codes_never_reach_the_logs(
         f"{r.getMessage()} {getattr(r, 'fields', '')} {r.args}" for r in caplog.records
     )
     assert "picked_up" in text  # the flow was logged...
-    assert "937451" not in text and "555123" not in text  # ...but never a code
+    assert "93745100" not in text and "55512300" not in text  # ...but never a code
 
 
 def test_shutdown_lets_a_pulse_finish_and_leaves_every_lock_off(

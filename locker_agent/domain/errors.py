@@ -66,3 +66,25 @@ class RemoteOpenRefused(DomainError):
     """Remote opening is locked by the burst alarm, or this opening would exceed the limit."""
 
     code = "remote_open_refused"
+
+
+class WeakCode(DomainError):
+    """A code too short to stand up to guessing at the keypad (see docs/security.md)."""
+
+    code = "weak_code"
+
+
+class SessionExpired(DomainError):
+    """A courier's session at the locker ended (idle too long, or signed out)."""
+
+    code = "session_expired"
+
+
+class LockedOut(DomainError):
+    """Too many wrong codes: entries are refused until ``retry_after_s`` has passed."""
+
+    code = "locked_out"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, field="code")
+        self.retry_after_s = retry_after_s

@@ -33,6 +33,7 @@ from locker_agent.domain.errors import (
     RemoteOpenRefused,
     UnknownAssignment,
     UnknownCompartment,
+    WeakCode,
 )
 from locker_agent.domain.model import (
     DEFAULT_SIZES,
@@ -55,6 +56,11 @@ CodeArchive = Callable[[str], str | None]
 """Why a code (by digest) that left memory no longer works: "used", "expired" or "revoked"."""
 
 S = AssignmentStatus
+
+MIN_CODE_LENGTH = 8
+"""Shortest pickup, return or courier code accepted by default: with the lockout's locker-wide
+rate, 8 digits keep the expected time to guess any code of a full locker above a year
+(docs/security.md shows the arithmetic)."""
 
 
 @dataclass
@@ -98,6 +104,7 @@ class Locker:
         intents: Iterable[UnlockIntent] = (),
         archive: ArchiveLookup = _no_archive,
         code_archive: CodeArchive = _no_code_archive,
+        min_code_length: int = MIN_CODE_LENGTH,
     ) -> None:
         self.locker_id = locker_id
         self.sizes = tuple(sizes)
@@ -111,6 +118,7 @@ class Locker:
         self._hasher = hasher
         self._archive = archive
         self._code_archive = code_archive
+        self.min_code_length = min_code_length
         self._changes = Changes()
 
     # ------------------------------------------------------------------ queries
@@ -181,22 +189,31 @@ class Locker:
         accessible: bool = False,
         customer_ref: str | None = None,
         barcode: str | None = None,
+        hold_compartment: bool = True,
     ) -> list[DomainEvent]:
         """Reserve a compartment for a delivery and register its pickup code.
 
         With no ``compartment_id`` the smallest free compartment that fits is chosen. An
         explicit compartment may already hold parcels of the *same* customer (several parcels
-        in one compartment, as InPost does), never of another.
+        in one compartment, as InPost does), never of another. With ``hold_compartment`` off
+        the parcel is only made known: no compartment is held for it, and the smallest free
+        one that fits opens when the courier arrives with it.
         """
         self._require_new_assignment(assignment_id)
+        self._require_strong_code(pickup_code, "pickup_code")
         self._require_positive(hold_seconds, "hold_period")
         self._require_positive(reservation_ttl_s, "reservation_ttl")
         customer = customer_ref or assignment_id
         if size is not None:
             self._require_size(size)
-        compartment = self._choose_compartment(
-            size=size, compartment_id=compartment_id, accessible=accessible, customer=customer
-        )
+        compartment: Compartment | None = None
+        if hold_compartment or compartment_id is not None:
+            compartment = self._choose_compartment(
+                size=size, compartment_id=compartment_id, accessible=accessible,
+                customer=customer,
+            )
+        elif size is None:
+            raise DomainError("say which size the parcel needs", field="size")
         digest = self._hasher.digest(CredentialKind.PICKUP, pickup_code)
         credential = self._credential_for_new_parcel(digest, customer)
 
@@ -205,9 +222,9 @@ class Locker:
             kind=AssignmentKind.DELIVERY,
             status=S.RESERVED,
             customer_ref=customer,
-            size=size or compartment.size,
+            size=size or (compartment.size if compartment else ""),
             accessible=accessible,
-            compartment_id=compartment.id,
+            compartment_id=compartment.id if compartment else None,
             barcode=barcode,
             hold_seconds=hold_seconds,
             reservation_deadline=self.clock.deadline(reservation_ttl_s),
@@ -215,11 +232,19 @@ class Locker:
             updated_at=now,
         )
         self.assignments[assignment.id] = assignment
-        compartment.assignment_ids.add(assignment.id)
         if credential is None:
             credential = self._new_credential(CredentialKind.PICKUP, digest, now)
         credential.assignment_ids = credential.assignment_ids | {assignment.id}
-        self._touch(assignment, compartment, credential)
+        self._touch(assignment, credential)
+        if compartment is None:
+            return [
+                self._event(
+                    "reserved", now, None, assignment.id, size=assignment.size,
+                    compartment_held=False,
+                )
+            ]
+        compartment.assignment_ids.add(assignment.id)
+        self._touch(compartment)
         return [
             self._event(
                 "reserved",
@@ -282,6 +307,7 @@ class Locker:
     ) -> list[DomainEvent]:
         """Expect a customer's return: their code will open a free compartment of ``size``."""
         self._require_new_assignment(assignment_id)
+        self._require_strong_code(return_code, "return_code")
         self._require_size(size)
         self._require_positive(ttl_s, "ttl")
         digest = self._hasher.digest(CredentialKind.RETURN, return_code)
@@ -313,6 +339,7 @@ class Locker:
             raise DomainError("courier id must not be empty", field="courier_id")
         if expires_at is not None and expires_at <= now:
             raise DomainError("the courier code would already be expired", field="expires_at")
+        self._require_strong_code(code, "code")
         digest = self._hasher.digest(CredentialKind.COURIER, code)
         clash = [
             c for c in self._live_matches(CredentialKind.COURIER, digest, now)
@@ -361,17 +388,12 @@ class Locker:
                     return credential
                 dead_reason = dead_reason or reason
             dead_reason = dead_reason or self._code_archive(digest)
-        messages = {
-            "used": "This code has already been used.",
-            "expired": "This code has expired.",
-            "revoked": "This code is no longer valid.",
-            "not_ready": "Your parcel has not been delivered yet.",
-            "in_use": "Your compartment is already open.",
-        }
         reason = dead_reason or "unknown"
-        raise InvalidCode(messages.get(reason, "This code is not valid here."), reason=reason)
+        raise InvalidCode(_CODE_MESSAGES.get(reason, _CODE_MESSAGES["unknown"]), reason=reason)
 
-    def begin_pickup(self, credential: Credential, *, now: datetime) -> list[DomainEvent]:
+    def begin_pickup(
+        self, credential: Credential, *, now: datetime, source: str | None = None
+    ) -> list[DomainEvent]:
         """Open every compartment holding a deposited parcel under this pickup code."""
         self._require_in_service()
         self._require_kind(credential, CredentialKind.PICKUP)
@@ -388,7 +410,7 @@ class Locker:
         for compartment_id in by_compartment:
             self._require_openable(compartment_id)
         events = [
-            self._begin(cid, UnlockPurpose.PICKUP, "customer", ids, now)
+            self._begin(cid, UnlockPurpose.PICKUP, "customer", ids, now, source=source)
             for cid, ids in sorted(by_compartment.items())
         ]
         credential.used_at = now
@@ -399,28 +421,33 @@ class Locker:
         self, assignment_id: str, *, actor: str, now: datetime
     ) -> list[DomainEvent]:
         """The customer pressed "open" in the app: open this parcel's compartment, no other."""
-        self._require_in_service()
         self._require_remote_open_allowed()
-        assignment = self._assignment(assignment_id)
-        if assignment.kind is not AssignmentKind.DELIVERY or assignment.status is not S.DEPOSITED:
-            raise InvalidTransition(
-                f"assignment {assignment_id} is {assignment.status.value}, not deposited",
-                field="assignment_id",
-            )
-        assert assignment.compartment_id is not None
-        self._require_openable(assignment.compartment_id)
-        ids = {
-            a for a in self.compartments[assignment.compartment_id].assignment_ids
-            if self.assignments[a].status is S.DEPOSITED
-            and self.assignments[a].customer_ref == assignment.customer_ref
-        }
-        return [
-            self._begin(assignment.compartment_id, UnlockPurpose.PICKUP, actor, ids, now,
-                        reason="remote_pickup")
-        ]
+        return self._begin_assignment_pickup(
+            assignment_id, actor=actor, now=now, reason="remote_pickup", source="cloud"
+        )
 
-    def begin_deposit(self, assignment_id: str, *, actor: str, now: datetime) -> list[DomainEvent]:
-        """Open a reserved parcel's compartment for the courier to put it in."""
+    def begin_token_pickup(
+        self, assignment_id: str, *, now: datetime, source: str | None = None
+    ) -> list[DomainEvent]:
+        """A verified signed pickup token for this parcel was shown at the locker."""
+        try:
+            return self._begin_assignment_pickup(
+                assignment_id, actor="customer", now=now, reason="signed_token", source=source
+            )
+        except (UnknownAssignment, InvalidTransition) as exc:
+            status = self.assignments.get(assignment_id)
+            reason = {S.EXPIRED: "expired", S.RESERVED: "not_ready"}.get(
+                status.status if status else S.PICKED_UP, "used"
+            )
+            raise InvalidCode(_CODE_MESSAGES[reason], reason=reason) from exc
+
+    def begin_deposit(
+        self, assignment_id: str, *, actor: str, now: datetime, source: str | None = None
+    ) -> list[DomainEvent]:
+        """Open a reserved parcel's compartment for the courier to put it in.
+
+        A parcel with no compartment held for it gets the smallest free one that fits.
+        """
         self._require_in_service()
         assignment = self._assignment(assignment_id)
         if assignment.kind is not AssignmentKind.DELIVERY or assignment.status is not S.RESERVED:
@@ -428,15 +455,90 @@ class Locker:
                 f"assignment {assignment_id} is {assignment.status.value}, not reserved",
                 field="assignment_id",
             )
+        if assignment.compartment_id is None:
+            self._place(assignment, size=assignment.size)
         assert assignment.compartment_id is not None
         self._require_openable(assignment.compartment_id)
         return [
             self._begin(
-                assignment.compartment_id, UnlockPurpose.DEPOSIT, actor, {assignment.id}, now
+                assignment.compartment_id, UnlockPurpose.DEPOSIT, actor, {assignment.id}, now,
+                source=source,
             )
         ]
 
-    def begin_return_deposit(self, credential: Credential, *, now: datetime) -> list[DomainEvent]:
+    def redirect_deposit(
+        self, compartment_id: str, *, problem: str, actor: str, now: datetime,
+        source: str | None = None,
+    ) -> list[DomainEvent]:
+        """The courier at an open deposit door says the parcel does not fit, or the door is broken.
+
+        ``doesnt_fit``: the next size up opens and the first compartment is freed.
+        ``door_broken``: the compartment goes out of service and the next one that fits opens.
+        If nothing suitable is free, the parcel keeps no compartment (the courier takes it
+        back; it can be brought again while its reservation lasts).
+        """
+        if problem not in ("doesnt_fit", "door_broken"):
+            raise DomainError(
+                f"unknown problem {problem!r}: say doesnt_fit or door_broken", field="problem"
+            )
+        compartment = self._compartment(compartment_id)
+        intent = self.intents.get(compartment_id)
+        if intent is None or intent.purpose is not UnlockPurpose.DEPOSIT or not any(
+            (a := self.assignments.get(i)) is not None and a.status is S.RESERVED
+            for i in intent.assignment_ids
+        ):
+            raise InvalidTransition(
+                f"compartment {compartment_id} is not open for a deposit",
+                field="compartment_id",
+            )
+        (assignment_id,) = sorted(intent.assignment_ids)
+        assignment = self.assignments[assignment_id]
+        events: list[DomainEvent] = []
+        # the first door no longer deposits anything when it closes
+        if intent.door_opened:
+            intent.assignment_ids = frozenset()
+            self._changes.intents[compartment_id] = intent
+        else:
+            del self.intents[compartment_id]
+            self._changes.intents[compartment_id] = None
+        self._release_compartment(assignment)
+        if problem == "door_broken":
+            events += self.set_compartment_service(
+                compartment_id, in_service=False, reason="courier reported the door broken",
+                now=now,
+            )
+            wanted = assignment.size
+        else:
+            larger = [s for s in self.sizes if size_rank(self.sizes, s) > size_rank(
+                self.sizes, compartment.size)]
+            wanted = larger[0] if larger else ""
+        target = None
+        if wanted:
+            target = smallest_fit(
+                self._free_compartments(), self.sizes, wanted, accessible=assignment.accessible
+            )
+        events.append(
+            self._event(
+                "deposit_redirected", now, compartment_id, assignment.id, problem=problem,
+                to=target.id if target else None, actor=actor,
+            )
+        )
+        if target is None:
+            return events
+        assignment.compartment_id = target.id
+        target.assignment_ids.add(assignment.id)
+        if problem == "doesnt_fit":
+            assignment.size = target.size
+        self._touch(assignment, target)
+        events.append(
+            self._begin(target.id, UnlockPurpose.DEPOSIT, actor, {assignment.id}, now,
+                        source=source)
+        )
+        return events
+
+    def begin_return_deposit(
+        self, credential: Credential, *, now: datetime, source: str | None = None
+    ) -> list[DomainEvent]:
         """Open a free compartment of the announced size for a customer's return."""
         self._require_in_service()
         self._require_kind(credential, CredentialKind.RETURN)
@@ -446,14 +548,8 @@ class Locker:
         (assignment_id,) = credential.assignment_ids
         assignment = self._assignment(assignment_id)
         if assignment.compartment_id is None:
-            compartment = smallest_fit(self._free_compartments(), self.sizes, assignment.size)
-            if compartment is None:
-                raise LockerFull(
-                    f"no free compartment of size {assignment.size} or larger", field="size"
-                )
-            assignment.compartment_id = compartment.id
-            compartment.assignment_ids.add(assignment.id)
-            self._touch(assignment, compartment)
+            self._place(assignment, size=assignment.size)
+        assert assignment.compartment_id is not None
         self._require_openable(assignment.compartment_id)
         credential.used_at = now
         self._touch(credential)
@@ -464,21 +560,55 @@ class Locker:
                 "customer",
                 {assignment.id},
                 now,
+                source=source,
             )
         ]
 
     def begin_collect_return(
-        self, compartment_id: str, *, actor: str, now: datetime
+        self, compartment_id: str, *, actor: str, now: datetime, source: str | None = None
     ) -> list[DomainEvent]:
         return self._begin_courier_removal(
             compartment_id, S.DEPOSITED, AssignmentKind.RETURN, UnlockPurpose.RETURN_COLLECT,
-            actor, now,
+            actor, now, source,
         )
 
-    def begin_reclaim(self, compartment_id: str, *, actor: str, now: datetime) -> list[DomainEvent]:
+    def begin_reclaim(
+        self, compartment_id: str, *, actor: str, now: datetime, source: str | None = None
+    ) -> list[DomainEvent]:
         return self._begin_courier_removal(
-            compartment_id, S.EXPIRED, AssignmentKind.DELIVERY, UnlockPurpose.RECLAIM, actor, now
+            compartment_id, S.EXPIRED, AssignmentKind.DELIVERY, UnlockPurpose.RECLAIM, actor,
+            now, source,
         )
+
+    # ----------------------------------------------------------- courier's view
+
+    def awaiting_deposit(self) -> list[Assignment]:
+        """Deliveries announced or reserved here that no courier has brought yet."""
+        return self._sorted(
+            a for a in self.assignments.values()
+            if a.kind is AssignmentKind.DELIVERY and a.status is S.RESERVED
+        )
+
+    def returns_to_collect(self) -> list[Assignment]:
+        return self._sorted(
+            a for a in self.assignments.values()
+            if a.kind is AssignmentKind.RETURN and a.status is S.DEPOSITED
+        )
+
+    def expired_to_reclaim(self) -> list[Assignment]:
+        return self._sorted(
+            a for a in self.assignments.values()
+            if a.kind is AssignmentKind.DELIVERY and a.status is S.EXPIRED
+        )
+
+    def find_parcel(self, reference: str) -> Assignment:
+        """A delivery by its barcode or its assignment id (what a courier scans or types)."""
+        for assignment in self.assignments.values():
+            if assignment.kind is AssignmentKind.DELIVERY and reference in (
+                assignment.barcode, assignment.id
+            ):
+                return assignment
+        raise UnknownAssignment(f"no parcel {reference!r} is expected here", field="parcel")
 
     def begin_operator_open(
         self, compartment_id: str, *, actor: str, reason: str, now: datetime, remote: bool = False
@@ -695,7 +825,9 @@ class Locker:
         now: datetime,
         *,
         reason: str | None = None,
+        source: str | None = None,
     ) -> DomainEvent:
+        """Record the intent to open a door: who, why, for which parcels, through which input."""
         intent = UnlockIntent(
             compartment_id=compartment_id,
             purpose=purpose,
@@ -715,6 +847,7 @@ class Locker:
             purpose=purpose.value,
             actor=actor,
             reason=reason,
+            source=source,
             assignment_ids=sorted(assignment_ids),
         )
 
@@ -726,6 +859,7 @@ class Locker:
         purpose: UnlockPurpose,
         actor: str,
         now: datetime,
+        source: str | None = None,
     ) -> list[DomainEvent]:
         compartment = self._compartment(compartment_id)
         ids = {
@@ -738,7 +872,7 @@ class Locker:
                 field="compartment_id",
             )
         self._require_openable(compartment_id, allow_out_of_service=True)
-        return [self._begin(compartment_id, purpose, actor, ids, now)]
+        return [self._begin(compartment_id, purpose, actor, ids, now, source=source)]
 
     def _set_status(
         self,
@@ -774,6 +908,44 @@ class Locker:
             if assignment.id in credential.assignment_ids:
                 self._touch(credential)
         return events
+
+    def _place(self, assignment: Assignment, *, size: str) -> None:
+        """Give an assignment the smallest free compartment of ``size`` or larger."""
+        compartment = smallest_fit(
+            self._free_compartments(), self.sizes, size, accessible=assignment.accessible
+        )
+        if compartment is None:
+            raise LockerFull(f"no free compartment of size {size} or larger", field="size")
+        assignment.compartment_id = compartment.id
+        compartment.assignment_ids.add(assignment.id)
+        self._touch(assignment, compartment)
+
+    def _begin_assignment_pickup(
+        self, assignment_id: str, *, actor: str, now: datetime, reason: str, source: str | None
+    ) -> list[DomainEvent]:
+        """Open one deposited parcel's compartment (with that customer's other parcels in it)."""
+        self._require_in_service()
+        assignment = self._assignment(assignment_id)
+        if assignment.kind is not AssignmentKind.DELIVERY or assignment.status is not S.DEPOSITED:
+            raise InvalidTransition(
+                f"assignment {assignment_id} is {assignment.status.value}, not deposited",
+                field="assignment_id",
+            )
+        assert assignment.compartment_id is not None
+        self._require_openable(assignment.compartment_id)
+        ids = {
+            a for a in self.compartments[assignment.compartment_id].assignment_ids
+            if self.assignments[a].status is S.DEPOSITED
+            and self.assignments[a].customer_ref == assignment.customer_ref
+        }
+        return [
+            self._begin(assignment.compartment_id, UnlockPurpose.PICKUP, actor, ids, now,
+                        reason=reason, source=source)
+        ]
+
+    @staticmethod
+    def _sorted(assignments: Iterable[Assignment]) -> list[Assignment]:
+        return sorted(assignments, key=lambda a: (a.compartment_id or "", a.id))
 
     def _release_compartment(self, assignment: Assignment) -> None:
         if assignment.compartment_id:
@@ -948,6 +1120,14 @@ class Locker:
         if not self.in_service:
             raise OutOfService(f"the locker is out of service: {self.out_of_service_reason}")
 
+    def _require_strong_code(self, code: str, field: str) -> None:
+        if len(code) < self.min_code_length:
+            raise WeakCode(
+                f"{field} must be at least {self.min_code_length} characters: a shorter code "
+                "can be guessed at the keypad (see docs/security.md)",
+                field=field,
+            )
+
     def _require_kind(self, credential: Credential, kind: CredentialKind) -> None:
         if credential.kind is not kind:
             raise InvalidCode("This code cannot be used for that.", reason="wrong_kind")
@@ -1026,3 +1206,13 @@ class Locker:
             assignment_id=assignment_id,
             data={k: v for k, v in data.items() if v is not None},
         )
+
+
+_CODE_MESSAGES = {
+    "used": "This code has already been used.",
+    "expired": "This code has expired.",
+    "revoked": "This code is no longer valid.",
+    "not_ready": "Your parcel has not been delivered yet.",
+    "in_use": "Your compartment is already open.",
+    "unknown": "This code is not valid here.",
+}

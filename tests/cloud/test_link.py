@@ -41,7 +41,7 @@ def agent(link_config: Path, cloud: Cloud) -> Iterator[AgentThread]:
         yield running
 
 
-def assign(cloud: Cloud, assignment_id: str, code: str = "482913", **extra: Any) -> dict[str, Any]:
+def assign(cloud: Cloud, assignment_id: str, code: str = "48291300", **extra: Any) -> dict[str, Any]:
     return cloud.command(
         "assign", {"assignment_id": assignment_id, "pickup_code": code, "size": "S", **extra}
     )
@@ -84,7 +84,7 @@ def test_a_redelivered_command_is_applied_once_and_answered_the_same(
     agent: AgentThread, cloud: Cloud
 ) -> None:
     envelope = cloud.client.envelope(
-        LOCKER, "assign", {"assignment_id": "p-1", "pickup_code": "482913", "size": "S"}
+        LOCKER, "assign", {"assignment_id": "p-1", "pickup_code": "48291300", "size": "S"}
     )
     first = cloud.client.send(LOCKER, "assign", envelope)
     second = cloud.client.send(LOCKER, "assign", envelope)
@@ -125,7 +125,7 @@ def test_expired_retained_unknown_and_malformed_commands_get_clear_errors(
     reply = cloud.client.send(LOCKER, "ping", b"x" * (64 * 1024 + 1))
     assert reply["error"]["code"] == "payload_too_large"
 
-    reply = cloud.command("assign", {"assignment_id": "p-1", "pickup_code": "482913",
+    reply = cloud.command("assign", {"assignment_id": "p-1", "pickup_code": "48291300",
                                      "size": "S", "colour": "red"})
     assert reply["error"]["field"] == "args.colour"
 
@@ -137,8 +137,8 @@ def test_expired_retained_unknown_and_malformed_commands_get_clear_errors(
 def test_a_full_locker_answers_locker_full_naming_the_size(
     agent: AgentThread, cloud: Cloud
 ) -> None:
-    assert assign(cloud, "p-1", "111111", size="XL")["ok"]
-    reply = assign(cloud, "p-2", "222222", size="XL")
+    assert assign(cloud, "p-1", "11111100", size="XL")["ok"]
+    reply = assign(cloud, "p-2", "22222200", size="XL")
     assert reply["error"]["code"] == "locker_full"
     assert reply["error"]["field"] == "args.size"
     assert "XL" in reply["error"]["message"]
@@ -150,7 +150,7 @@ def test_remote_pickup_opens_that_parcel_only_and_is_recorded(
     assert agent.agent is not None and agent.agent.simulator is not None
     service = agent.agent.service
     assert assign(cloud, "p-1")["ok"]
-    assert assign(cloud, "p-2", "999111")["ok"]
+    assert assign(cloud, "p-2", "99911100")["ok"]
     agent.call(lambda: service.apply(
         lambda: service.locker.begin_deposit("p-1", actor="c", now=service.now())))
     cloud.wait_for(lambda: any(e["type"] == "deposited" for e in cloud.events()),
@@ -240,7 +240,7 @@ def test_offline_the_locker_keeps_working_and_events_drain_in_order_later(
 ) -> None:
     with AgentThread(link_config) as agent:
         cloud.wait_for(lambda: bool(cloud.on("status")))
-        assert assign(cloud, "p-1", "482913")["ok"]
+        assert assign(cloud, "p-1", "48291300")["ok"]
         mosquitto.stop()
         assert agent.agent is not None
         running = agent.agent
@@ -253,7 +253,7 @@ def test_offline_the_locker_keeps_working_and_events_drain_in_order_later(
             lambda: "p-1" in service.locker.assignments
             and service.locker.assignments["p-1"].status.value == "deposited"), what="deposit")
         from locker_agent.hardware.interfaces import CodeEntry
-        outcome = agent.run(service.submit_code(CodeEntry("keypad", "482913")))
+        outcome = agent.run(service.submit_code(CodeEntry("keypad", "48291300")))
         assert outcome.ok
         cloud.wait_for(lambda: agent.call(lambda: "p-1" not in service.locker.assignments),
                        what="picked up offline")

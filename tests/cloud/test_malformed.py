@@ -293,7 +293,7 @@ def instants(draw: st.DrawFn, *, valid: bool = False) -> Any:
 
 IDENTIFIERS = ["p-1", "p-2", "r-1", "c-1", "A01", "A02", "A06", "Z99", "op-1", "", " ",
                "a" * 65, "ü"]
-CODES = ["482913", "AB12cd34", "12", "", "x" * 33, "48 29 13", "999111"]
+CODES = ["48291300", "AB12cd34", "12", "", "x" * 33, "48 29 13", "99911100"]
 HOURS = st.floats() | st.integers(-10, 2000)
 WRONG_VALUES: dict[str, st.SearchStrategy[Any]] = {
     **dict.fromkeys(
@@ -324,7 +324,7 @@ VALID_VALUES: dict[str, st.SearchStrategy[Any]] = {
     **dict.fromkeys(["courier_id", "operator"], st.sampled_from(["c-1", "op-1"]) | IDENTIFIER),
     "compartment_id": st.sampled_from(["A01", "A02", "A03", "A04", "A05", "A06"]) | IDENTIFIER,
     **dict.fromkeys(["pickup_code", "return_code", "code"],
-                    st.sampled_from(["482913", "AB12cd34", "999111"]) | CODE),
+                    st.sampled_from(["48291300", "AB12cd34", "99911100"]) | CODE),
     "size": st.sampled_from(["S", "M", "L", "XL"]),
     "reason": st.text(min_size=1, max_size=200).filter(lambda text: bool(text.strip())),
     "barcode": st.text(min_size=1, max_size=64),
@@ -567,7 +567,7 @@ def malformed_messages(rng: random.Random, count: int) -> list[tuple[str, bytes]
                            [1, [2, [3]]], {"a": {"b": None}}, "\u202e\u0000"])
 
     valid_args = {
-        "assign": {"assignment_id": "p-1", "pickup_code": "482913", "size": "S"},
+        "assign": {"assignment_id": "p-1", "pickup_code": "48291300", "size": "S"},
         "open": {"compartment_id": "A01", "reason": "audit", "operator": "op-1"},
         "remote_pickup": {"assignment_id": "p-1"},
         "clear_alarm": {"operator": "op-1", "reason": "checked"},

@@ -38,7 +38,7 @@ def test_the_whole_link_runs_over_mutual_tls(
                cert_file=tls.client_cert, key_file=tls.client_key) as cloud, \
             AgentThread(config):
         cloud.wait_for(lambda: bool(cloud.on("status")), what="birth over TLS")
-        reply = cloud.command("assign", {"assignment_id": "p-1", "pickup_code": "482913",
+        reply = cloud.command("assign", {"assignment_id": "p-1", "pickup_code": "48291300",
                                          "size": "S"})
         assert reply["ok"], reply
         cloud.wait_for(lambda: any(e["type"] == "reserved" for e in cloud.events()))
@@ -78,7 +78,7 @@ def test_a_command_sent_while_the_locker_is_offline_arrives_when_it_is_back(
         cloud.wait_for(lambda: cloud.on("status")[-1].json()["online"] is False)
         replies: list[dict[str, Any]] = []
         sender = threading.Thread(target=lambda: replies.append(cloud.command(
-            "assign", {"assignment_id": "p-late", "pickup_code": "482913", "size": "S"},
+            "assign", {"assignment_id": "p-late", "pickup_code": "48291300", "size": "S"},
             timeout=30,
         )))
         sender.start()

@@ -290,21 +290,21 @@ def test_save_clock_persists_the_service_clock(db_path: Path, store: Store) -> N
 def test_courier_and_return_credentials_survive_a_reload(db_path: Path, store: Store) -> None:
     locker = load(store)
     store.commit(
-        locker, locker.grant_courier("courier-9", code="CRR-XYZ", expires_at=at(600), now=at(0))
+        locker, locker.grant_courier("courier-9", code="CRR-XYZx", expires_at=at(600), now=at(0))
     )
     store.commit(
         locker,
-        locker.announce_return("R1", size="S", return_code="RTN-QWZ", now=at(1), ttl_s=900),
+        locker.announce_return("R1", size="S", return_code="RTN-QWZx", now=at(1), ttl_s=900),
     )
 
     again = reload(db_path)
 
     assert again.credentials == locker.credentials
-    courier = again.authenticate("CRR-XYZ", now=at(2), kinds=[CredentialKind.COURIER])
+    courier = again.authenticate("CRR-XYZx", now=at(2), kinds=[CredentialKind.COURIER])
     assert courier.courier_id == "courier-9"
     assert courier.expires_at == at(600)
     assert not courier.single_use
-    returned = again.authenticate("RTN-QWZ", now=at(2), kinds=[CredentialKind.RETURN])
+    returned = again.authenticate("RTN-QWZx", now=at(2), kinds=[CredentialKind.RETURN])
     assert returned.assignment_ids == frozenset({"R1"})
 
 

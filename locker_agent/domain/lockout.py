@@ -1,0 +1,161 @@
+"""The brake on guessing codes at the locker.
+
+Two limits work together (the arithmetic behind the defaults is in ``docs/security.md``):
+
+* **Per input** (keypad, scanner, kiosk): the first ``free_failures`` wrong codes in a row cost
+  nothing, so a customer who mistypes twice is never held up; after that each wrong code makes
+  that input wait, twice as long each time, up to ``max_delay_s``. A right code on that input
+  clears its count.
+* **For the whole locker**: every wrong code, from any input, spends one token of a bucket
+  that holds ``locker_burst`` and refills at ``locker_per_hour``. An empty bucket refuses all
+  code entries until it refills. Right codes do not refill it, so an attacker gains nothing
+  from customers who come and go; this is the limit that bounds how fast anyone can guess.
+
+Entries refused by a lockout are not checked against any code and do not count as failures:
+they reveal nothing, and a child pressing keys cannot stretch a lockout forever.
+
+Times are wall-clock :class:`~datetime.datetime`; the state survives restarts (the service
+stores :meth:`CodeLockout.snapshot`), so pulling the power does not refill the bucket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    free_failures: int = 3
+    """Wrong codes in a row an input may make before it has to wait."""
+    first_delay_s: float = 30.0
+    """The wait after the first wrong code beyond the free ones; it doubles with each next."""
+    max_delay_s: float = 900.0
+    locker_burst: int = 30
+    """Wrong codes the whole locker absorbs before the hourly rate applies."""
+    locker_per_hour: float = 20.0
+    """Sustained wrong codes per hour for the whole locker: the bound on any attacker."""
+
+    def delay_after(self, consecutive_failures: int) -> float:
+        """Seconds an input waits after ``consecutive_failures`` wrong codes in a row."""
+        beyond = consecutive_failures - self.free_failures
+        if beyond <= 0:
+            return 0.0
+        # 2**exponent is capped well before it could overflow a float
+        return min(self.first_delay_s * 2.0 ** min(beyond - 1, 64), self.max_delay_s)
+
+    def guesses_per_year(self) -> float:
+        """Most codes anyone can have checked in a year, whatever inputs they use."""
+        return self.locker_burst + self.locker_per_hour * 24 * 365
+
+
+@dataclass
+class _InputState:
+    consecutive_failures: int = 0
+    blocked_until: datetime | None = None
+
+
+@dataclass
+class CodeLockout:
+    """Counts wrong codes for one namespace of codes (customers' or couriers')."""
+
+    policy: LockoutPolicy
+    tokens: float = field(default=-1.0)
+    refilled_at: datetime | None = None
+    _inputs: dict[str, _InputState] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0:
+            self.tokens = float(self.policy.locker_burst)
+
+    # ------------------------------------------------------------------ queries
+
+    def wait_for(self, source: str, now: datetime) -> float:
+        """Seconds until ``source`` may try a code; 0 when it may try now."""
+        self._refill(now)
+        waits = [0.0]
+        state = self._inputs.get(source)
+        if state is not None and state.blocked_until is not None:
+            waits.append((state.blocked_until - now).total_seconds())
+        if self.tokens < 1.0:
+            waits.append((1.0 - self.tokens) * 3600.0 / self.policy.locker_per_hour)
+        return max(waits)
+
+    def locker_locked(self, now: datetime) -> bool:
+        """Has the whole locker run out of tries (rather than one input)?"""
+        self._refill(now)
+        return self.tokens < 1.0
+
+    # ---------------------------------------------------------------- outcomes
+
+    def failed(self, source: str, now: datetime) -> float:
+        """Count a wrong code from ``source``; return the wait it imposes on its next try."""
+        self._refill(now)
+        self.tokens = max(self.tokens - 1.0, 0.0)
+        state = self._inputs.setdefault(source, _InputState())
+        state.consecutive_failures += 1
+        delay = self.policy.delay_after(state.consecutive_failures)
+        state.blocked_until = now + timedelta(seconds=delay) if delay else None
+        return self.wait_for(source, now)
+
+    def succeeded(self, source: str) -> bool:
+        """A right code on ``source`` clears its count; returns whether there was one."""
+        return self._inputs.pop(source, None) is not None
+
+    def consecutive_failures(self, source: str) -> int:
+        state = self._inputs.get(source)
+        return state.consecutive_failures if state else 0
+
+    # ------------------------------------------------------------- persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data to store, so a restart resumes where the locker was."""
+        return {
+            "tokens": self.tokens,
+            "refilled_at": self.refilled_at.isoformat() if self.refilled_at else None,
+            "inputs": {
+                source: {
+                    "consecutive_failures": s.consecutive_failures,
+                    "blocked_until": s.blocked_until.isoformat() if s.blocked_until else None,
+                }
+                for source, s in self._inputs.items()
+            },
+        }
+
+    @classmethod
+    def restore(cls, policy: LockoutPolicy, snapshot: dict[str, Any] | None) -> CodeLockout:
+        """The lockout from :meth:`snapshot`; anything unreadable starts from an empty bucket.
+
+        Starting empty (rather than full) means damaged state never hands an attacker a
+        fresh burst of tries.
+        """
+        lockout = cls(policy)
+        if not snapshot:
+            return lockout
+        try:
+            lockout.tokens = min(max(float(snapshot["tokens"]), 0.0), float(policy.locker_burst))
+            refilled = snapshot.get("refilled_at")
+            lockout.refilled_at = datetime.fromisoformat(refilled) if refilled else None
+            for source, s in dict(snapshot.get("inputs") or {}).items():
+                until = s.get("blocked_until")
+                lockout._inputs[str(source)] = _InputState(
+                    consecutive_failures=int(s["consecutive_failures"]),
+                    blocked_until=datetime.fromisoformat(until) if until else None,
+                )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            lockout = cls(policy, tokens=0.0)
+        return lockout
+
+    # -------------------------------------------------------------- internals
+
+    def _refill(self, now: datetime) -> None:
+        if self.refilled_at is not None:
+            # a clock set backwards refills nothing; it never drains the bucket either
+            elapsed = max((now - self.refilled_at).total_seconds(), 0.0)
+            self.tokens = min(
+                self.tokens + elapsed * self.policy.locker_per_hour / 3600.0,
+                float(self.policy.locker_burst),
+            )
+        if self.refilled_at is None or now > self.refilled_at:
+            self.refilled_at = now
