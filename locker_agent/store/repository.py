@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, text, update
+from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert
 
 from locker_agent.domain.clock import ServiceClock
@@ -60,6 +60,35 @@ _AUDIT = AuditRow.__table__  # type: ignore[attr-defined]
 _INBOX = InboxRow.__table__  # type: ignore[attr-defined]
 
 _TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+
+def _upsert(table: Any, key: str) -> Any:
+    """INSERT, or on a clash of ``key`` UPDATE every other column to the new row's values."""
+    statement = insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[key],
+        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name != key},
+    )
+
+
+# The commit path's statements, built once and run with parameters: building a statement
+# per row cost more CPU than SQLite's own work (measured with bench/store_commit.py; see
+# docs/benchmarks.md). Each is compiled once and then served from SQLAlchemy's cache.
+_UPDATE_LOCKER = update(_LOCKER).where(_LOCKER.c.id == 1).values(
+    service_seconds=bindparam("b_seconds"),
+    out_of_service_reason=bindparam("b_out_of_service_reason"),
+    remote_open_lockout=bindparam("b_remote_open_lockout"),
+)
+_UPDATE_COMPARTMENT = update(_COMPARTMENT).where(_COMPARTMENT.c.id == bindparam("b_id")).values(
+    out_of_service_reason=bindparam("b_out_of_service_reason"), door=bindparam("b_door")
+)
+_UPSERT_ASSIGNMENT = _upsert(_ASSIGNMENT, "id")
+_UPSERT_CREDENTIAL = _upsert(_CREDENTIAL, "id")
+_UPSERT_INTENT = _upsert(_INTENT, "compartment_id")
+_DELETE_INTENT = delete(_INTENT).where(_INTENT.c.compartment_id == bindparam("b_id"))
+_LINK_CREDENTIAL = insert(_LINK).on_conflict_do_nothing()
+_INSERT_OUTBOX = insert(_OUTBOX)
+_INSERT_AUDIT = insert(_AUDIT)
 
 
 class StoreError(Exception):
@@ -336,53 +365,41 @@ class Store:
 
     def _write_changes(self, conn: Connection, locker: Locker, changes: Changes) -> None:
         self._write_locker(conn, locker)
-        for c in changes.compartments.values():
+        if changes.compartments:
+            conn.execute(_UPDATE_COMPARTMENT, [
+                {"b_id": c.id, "b_out_of_service_reason": c.out_of_service_reason,
+                 "b_door": c.door.value}
+                for c in changes.compartments.values()
+            ])
+        if changes.assignments:
             conn.execute(
-                update(_COMPARTMENT)
-                .where(_COMPARTMENT.c.id == c.id)
-                .values(out_of_service_reason=c.out_of_service_reason, door=c.door.value)
+                _UPSERT_ASSIGNMENT, [_assignment_values(a) for a in changes.assignments.values()]
             )
-        for a in changes.assignments.values():
-            values = _assignment_values(a)
-            conn.execute(
-                insert(_ASSIGNMENT).values(**values).on_conflict_do_update(
-                    index_elements=["id"], set_=values
-                )
-            )
-        for cred in changes.credentials.values():
-            values = _credential_values(cred, live=cred.id in locker.credentials)
-            conn.execute(
-                insert(_CREDENTIAL).values(**values).on_conflict_do_update(
-                    index_elements=["id"], set_=values
-                )
-            )
-            for assignment_id in cred.assignment_ids:
-                conn.execute(
-                    insert(_LINK)
-                    .values(credential_id=cred.id, assignment_id=assignment_id)
-                    .on_conflict_do_nothing()
-                )
-        for compartment_id, intent in changes.intents.items():
-            if intent is None:
-                conn.execute(delete(_INTENT).where(_INTENT.c.compartment_id == compartment_id))
-                continue
-            values = _intent_values(intent)
-            conn.execute(
-                insert(_INTENT).values(**values).on_conflict_do_update(
-                    index_elements=["compartment_id"], set_=values
-                )
-            )
+        if changes.credentials:
+            conn.execute(_UPSERT_CREDENTIAL, [
+                _credential_values(cred, live=cred.id in locker.credentials)
+                for cred in changes.credentials.values()
+            ])
+            links = [
+                {"credential_id": cred.id, "assignment_id": assignment_id}
+                for cred in changes.credentials.values()
+                for assignment_id in cred.assignment_ids
+            ]
+            if links:
+                conn.execute(_LINK_CREDENTIAL, links)
+        gone = [{"b_id": cid} for cid, intent in changes.intents.items() if intent is None]
+        if gone:
+            conn.execute(_DELETE_INTENT, gone)
+        kept = [_intent_values(i) for i in changes.intents.values() if i is not None]
+        if kept:
+            conn.execute(_UPSERT_INTENT, kept)
 
     def _write_locker(self, conn: Connection, locker: Locker) -> None:
-        conn.execute(
-            update(_LOCKER)
-            .where(_LOCKER.c.id == 1)
-            .values(
-                service_seconds=locker.clock.seconds,
-                out_of_service_reason=locker.out_of_service_reason,
-                remote_open_lockout=locker.remote_open_lockout,
-            )
-        )
+        conn.execute(_UPDATE_LOCKER, {
+            "b_seconds": locker.clock.seconds,
+            "b_out_of_service_reason": locker.out_of_service_reason,
+            "b_remote_open_lockout": locker.remote_open_lockout,
+        })
 
     def _append_events(
         self, conn: Connection, events: Iterable[DomainEvent]
@@ -399,8 +416,8 @@ class Store:
                 "assignment_id": event.assignment_id,
                 "payload": payload,
             }
-            seq = conn.execute(insert(_OUTBOX).values(**row)).inserted_primary_key
-            conn.execute(insert(_AUDIT).values(**row))
+            seq = conn.execute(_INSERT_OUTBOX, row).inserted_primary_key
+            conn.execute(_INSERT_AUDIT, row)
             assert seq is not None
             stored.append(
                 StoredEvent(
