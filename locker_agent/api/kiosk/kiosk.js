@@ -22,7 +22,10 @@ const state = {
   idleTimer: null,
   doneTimer: null,
   finishTimer: null,
+  recent: [],                // the last live messages: a door may open before the answer
+  received: 0,               // live messages received so far (numbers them)
 };
+const RECENT_MAX = 200;
 
 const $ = (id) => document.getElementById(id);
 
@@ -216,6 +219,18 @@ function renderOpening() {
   doorList($("opening-doors"));
 }
 
+function receive(message) {
+  state.received += 1;
+  state.recent.push({ n: state.received, message });
+  if (state.recent.length > RECENT_MAX) state.recent.shift();
+  onLive(message);
+}
+
+function replaySince(mark) {
+  // messages about the doors just opened that came in before the API's answer did
+  for (const { n, message } of state.recent) if (n > mark) onLive(message);
+}
+
 function onLive(message) {
   const id = message.compartment?.id;
   if (message.type === "hello") { resync(); return; }
@@ -281,7 +296,9 @@ async function resync() {
 function connectLive() {
   const source = new EventSource("/api/kiosk/live");
   source.onmessage = (event) => {
-    try { onLive(JSON.parse(event.data)); } catch (error) { /* ignore a malformed message */ }
+    let message;
+    try { message = JSON.parse(event.data); } catch (error) { return; }
+    receive(message);
   };
 }
 
@@ -304,6 +321,7 @@ async function submitCode() {
     : /^\d+$/.test(text) ? "/api/kiosk/code" : "/api/kiosk/scan";
   const body = courier || /^\d+$/.test(text) ? { code: text } : { payload: text };
   $("submit").disabled = true;
+  const mark = state.received;
   const { body: outcome } = await api("POST", path, body);
   $("submit").disabled = false;
   $("code").value = "";
@@ -314,6 +332,7 @@ async function submitCode() {
   $("opening-note").textContent = "";
   renderOpening();
   show("opening");
+  replaySince(mark);
 }
 
 // ---------------------------------------------------------------- courier
@@ -367,6 +386,7 @@ async function courierStep(path, body) {
   touch();
   const session = state.session;
   if (!session) return;
+  const mark = state.received;
   const { status, body: outcome } = await api(
     "POST", `/api/kiosk/courier/sessions/${session.session_id}/${path}`, body);
   if (status === 404) { sessionEnded(); return; }
@@ -378,6 +398,7 @@ async function courierStep(path, body) {
   }
   if (outcome.compartments?.length) trackDoors(outcome.compartments);
   renderCourier();
+  replaySince(mark);
 }
 
 async function refreshSession() {

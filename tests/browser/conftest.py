@@ -1,0 +1,61 @@
+"""Real headless Chromium (Debian's package, never downloaded) driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.api.live_agent import LiveAgent, write_locker
+
+CHROMIUM = os.environ.get("LOCKER_AGENT_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+SCREENSHOTS_ENV = "KIOSK_SCREENSHOTS"
+"""Set to a directory (e.g. docs/img) to save the main screens as kiosk-*.png."""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail(f"{CHROMIUM} is missing: bash scripts/ensure-system-packages.sh chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def live(tmp_path: Path, clean_env: None) -> Iterator[LiveAgent]:
+    with LiveAgent(write_locker(tmp_path)) as agent:
+        yield agent
+
+
+@pytest.fixture
+def page(browser: Browser, live: LiveAgent) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    kiosk = context.new_page()
+    outside: list[str] = []
+    kiosk.on("request", lambda r: outside.append(r.url) if not r.url.startswith(live.url) else None)
+    kiosk.goto(f"{live.url}/kiosk/")
+    kiosk.wait_for_selector("body[data-ready=true]")
+    try:
+        yield kiosk
+    finally:
+        context.close()
+    assert outside == [], f"the page fetched from outside the locker: {outside}"
+
+
+def screenshot(page: Page, name: str) -> None:
+    directory = os.environ.get(SCREENSHOTS_ENV)
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(directory) / f"kiosk-{name}.png"))
