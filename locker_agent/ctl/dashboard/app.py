@@ -78,6 +78,20 @@ class Hub:
                 page.put_nowait(None)
 
 
+def signed_in(
+    request: Request, session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None
+) -> str:
+    """The operator holding the request's session; 401 without one."""
+    sessions: Sessions = request.app.state.sessions
+    name = sessions.operator(session)
+    if name is None:
+        raise HTTPException(401, "sign in first")
+    return name
+
+
+Operator = Annotated[str, Depends(signed_in)]
+
+
 def sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
@@ -100,17 +114,8 @@ def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
     app = FastAPI(title="locker fleet dashboard", lifespan=lifespan, docs_url=None,
                   redoc_url=None)
     app.state.hub = hub
+    app.state.sessions = sessions
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    def operator(
-        session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None,
-    ) -> str:
-        name = sessions.operator(session)
-        if name is None:
-            raise HTTPException(401, "sign in first")
-        return name
-
-    Operator = Annotated[str, Depends(operator)]
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

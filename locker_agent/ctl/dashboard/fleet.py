@@ -117,24 +117,26 @@ class Fleet:
         if not isinstance(document, dict):
             self.ignored += 1
             return
+        kind = parts[1:]
+        known = (len(kind) == 1 and kind[0] in ("status", "events", "telemetry")) or (
+            len(kind) == 2 and kind[0] == "compartments" and bool(kind[1]))
+        if not known:
+            self.ignored += 1
+            return
         received = (now or datetime.now(UTC)).isoformat()
         with self._lock:
             record = self._record(parts[0])
             if record is None:
                 self.ignored += 1
                 return
-            kind = parts[1:]
             if kind == ["status"]:
                 self._on_status(record, document, retained=retained, received=received)
-            elif len(kind) == 2 and kind[0] == "compartments" and kind[1]:
-                self._on_compartment(record, kind[1], document)
             elif kind == ["events"]:
                 self._on_event(record, document)
             elif kind == ["telemetry"]:
                 self._on_telemetry(record, document)
             else:
-                self.ignored += 1
-                return
+                self._on_compartment(record, kind[1], document)
             self._dirty.add(record.locker_id)
 
     def acknowledge(self, locker_id: str, key: str) -> bool:

@@ -1,0 +1,111 @@
+"""A dashboard over a real Mosquitto, with one real agent and a simulated fleet beside it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+
+from locker_agent.cloud.signing import public_key_base64
+from locker_agent.ctl.client import ConnectionOptions, FleetClient
+from locker_agent.ctl.dashboard.fleet import Fleet
+from locker_agent.ctl.dashboard.server import build
+from tests.cloud.harness import AgentThread
+from tests.conftest import ConfigWriter
+from tests.support.mosquitto import MosquittoBroker, free_port, mosquitto  # noqa: F401
+
+TOKEN = "depot-token-0123456789"
+REAL_LOCKER = "real-locker"
+
+
+@pytest.fixture
+def operator_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def real_agent(write_config: ConfigWriter, mosquitto: MosquittoBroker,  # noqa: F811
+               operator_key: Ed25519PrivateKey) -> Iterator[AgentThread]:
+    """A real simulated locker: doors spring open on a pulse; two remote openings allowed."""
+    config = write_config(
+        locker_id=REAL_LOCKER,
+        mqtt={"host": mosquitto.host, "port": mosquitto.port, "reconnect_min_s": 0.1,
+              "reconnect_max_s": 0.5, "operator_public_key": public_key_base64(operator_key)},
+        policies={"remote_open_limit": 2, "remote_open_window_s": 3600},
+    )
+    with AgentThread(config) as agent:
+        yield agent
+
+
+@dataclass
+class Dashboard:
+    app: FastAPI
+    fleet: Fleet
+    client: FleetClient
+
+    def wait_for_locker(self, locker_id: str, compartments: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.fleet.locker(locker_id)
+            if found and len(found["compartments"]) >= compartments \
+                    and found["summary"]["online"]:
+                return
+            assert time.monotonic() < deadline, f"{locker_id} never showed up: {found}"
+            time.sleep(0.02)
+
+
+DashboardFactory = Callable[..., Dashboard]
+
+
+@pytest.fixture
+def make_dashboard(mosquitto: MosquittoBroker) -> Iterator[DashboardFactory]:  # noqa: F811
+    clients: list[FleetClient] = []
+
+    def make(*, sign_with: Ed25519PrivateKey | None = None, timeout: float = 5) -> Dashboard:
+        client = FleetClient(ConnectionOptions(host=mosquitto.host, port=mosquitto.port))
+        client.connect()
+        clients.append(client)
+        app = build(client, token=TOKEN, sign_with=sign_with, timeout=timeout)
+        return Dashboard(app, app.state.fleet, client)
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@dataclass
+class Served:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[FastAPI], str]]:
+    """Serve an app with uvicorn on a free port in a thread; return its base URL."""
+    running: list[Served] = []
+
+    def start(app: FastAPI) -> str:
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        served = Served(f"http://127.0.0.1:{port}", server, thread)
+        running.append(served)
+        return served.url
+
+    yield start
+    for served in running:
+        served.server.should_exit = True
+        served.thread.join(10)
