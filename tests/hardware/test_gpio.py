@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
-from gpiozero.pins.mock import MockFactory, MockPin  # type: ignore[import-untyped]
+from gpiozero.pins.mock import MockFactory  # type: ignore[import-untyped]
 
 from locker_agent.domain.model import DoorState
 from locker_agent.hardware.gpio import GpioLocker
@@ -21,39 +21,10 @@ from .contract import (
     eventually,
     run,
 )
+from .physics import ReedSwitchPin
 
 LOCK_PINS = dict(zip(COMPARTMENTS, (17, 27, 22), strict=True))
 SENSOR_PINS = dict(zip(COMPARTMENTS, (5, 6, 13), strict=True))
-
-
-class ReedSwitchPin(MockPin):  # type: ignore[misc]
-    """A mock pin with a reed switch on it: a shut door ties the line to the rail opposite
-    its pull resistor, an open door leaves it at the pull's level."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.shut = True
-        super().__init__(*args, **kwargs)
-
-    def _set_pull(self, value: str) -> None:
-        super()._set_pull(value)
-        self.apply()
-
-    def _level(self) -> bool:
-        pulled_high = self._pull == "up"
-        return not pulled_high if self.shut else pulled_high
-
-    def apply(self) -> None:
-        """Drive the line as the switch and the pull resistor do, firing edge callbacks."""
-        if self.function != "input" or self._pull == "floating":
-            return
-        if self._level():
-            self.drive_high()
-        else:
-            self.drive_low()
-
-    def apply_silently(self) -> None:
-        """Change the level without any edge callback: an edge gpiozero missed."""
-        self._change_state(self._level())
 
 
 def reed(factory: MockFactory, pin: int) -> ReedSwitchPin:
