@@ -64,6 +64,7 @@ function fillTile(tile, s) {
     .map(([size, n]) => `${size} ${n}`).join(" · ") || "–");
   const total = s.compartments || 0;
   occ.textContent = `${s.occupied}/${total} occupied` +
+    (s.reserved ? ` · ${s.reserved} reserved` : "") +
     (s.out_of_service ? ` · ${s.out_of_service} out` : "") +
     (s.doors_open ? ` · ${s.doors_open} open` : "");
   bar.firstChild.style.width = total ? `${Math.round(100 * s.occupied / total)}%` : "0";
