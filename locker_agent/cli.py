@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         "version": _version,
         "doctor": _doctor,
         "hw-test": _hw_test,
+        "hw-monitor": _hw_monitor,
     }[args.command]
     code: int = handler(args)
     return code
@@ -69,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     hw.add_argument("compartments", nargs="*", help="only these compartments (default: all)")
     hw.add_argument("--open-timeout", type=float, default=10.0, metavar="S")
     hw.add_argument("--close-timeout", type=float, default=60.0, metavar="S")
+    monitor = sub.add_parser(
+        "hw-monitor", help="show live door changes, keypad keys and scanned codes (installers)"
+    )
+    _config_option(monitor)
+    monitor.add_argument("--duration", type=float, default=None, metavar="S",
+                         help="stop after S seconds (default: at Ctrl-C)")
+    monitor.add_argument("--show-codes", action="store_true",
+                         help="print codes and keys in clear (bench only; prints a warning)")
     doctor = sub.add_parser(
         "doctor", help="check config, state, hardware, broker and TLS files; exit 1 on a failure"
     )
@@ -178,6 +187,28 @@ def _hw_test(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _hw_monitor(args: argparse.Namespace) -> int:
+    from locker_agent.hardware.interfaces import HardwareError
+    from locker_agent.hw_monitor import hw_monitor
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    configure_logging("WARNING", config.log_format)
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        asyncio.run(hw_monitor(config, duration_s=args.duration, show_codes=args.show_codes,
+                               out=out))
+    except (HardwareError, StartupError) as exc:
+        print(f"cannot watch the hardware: {exc} (is the locker-agent service running? "
+              "stop it first)", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _doctor(args: argparse.Namespace) -> int:

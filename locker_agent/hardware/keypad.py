@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice  # type: ignore[import-untyped]
@@ -59,6 +59,7 @@ class MatrixKeypad(CodeInput):
         clear_key: str = "*",
         max_length: int = 16,
         entry_timeout_s: float = 20.0,
+        key_listener: Callable[[str], None] | None = None,
     ) -> None:
         if not rows or not cols:
             raise ValueError("a keypad needs at least one row and one column")
@@ -89,6 +90,8 @@ class MatrixKeypad(CodeInput):
         self.clear_key = clear_key
         self.max_length = max_length
         self.entry_timeout_s = entry_timeout_s
+        self.key_listener = key_listener
+        """Told every key as it counts (``locker-agent hw-monitor``); never log what it hears."""
         self._row_lines: list[_RowLine] = []
         self._col_lines: list[_Line] = []
         self._scan_task: asyncio.Task[None] | None = None
@@ -218,6 +221,11 @@ class MatrixKeypad(CodeInput):
 
     def _key(self, key: str, now: float) -> None:
         self._last_key_at = now
+        if self.key_listener is not None:
+            try:
+                self.key_listener(key)
+            except Exception:
+                logger.exception("keypad key listener failed")
         if key == self.clear_key:
             self._reset_entry()
         elif key == self.enter_key:
