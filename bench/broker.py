@@ -62,6 +62,7 @@ class Broker:
             "allow_anonymous true\n"
             "persistence false\n"
             "sys_interval 1\n"
+            "set_tcp_nodelay true\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
             f"max_connections {self.max_connections}\n"

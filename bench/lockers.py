@@ -33,6 +33,7 @@ def write_locker_config(
     policies: Mapping[str, object] | None = None,
     auto_close_after_s: float | None = None,
     auto_open_on_unlock: bool = False,
+    api: bool = False,
 ) -> Path:
     """A locker of ``compartments`` S/M/L compartments; MQTT to ``broker`` or switched off."""
     sections = [
@@ -58,6 +59,7 @@ def write_locker_config(
         mqtt_values.update({"host": broker[0], "port": broker[1]})
     mqtt_values.update(mqtt or {})
     sections.append(_table("mqtt", mqtt_values))
+    sections.append(_table("api", {"enabled": api, "port": 0}))
     sections.append(_table("policies", {
         "lock_pulse_ms": 50, "unlock_gap_ms": 0, **(policies or {}),
     }))

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
+
+import httpx
 
 from locker_agent.daemon import Agent
 from locker_agent.domain.model import AssignmentStatus, DoorState
@@ -124,7 +126,39 @@ async def timed_pickup(agent: Agent, doors: Doors, compartment_id: str, code: st
     return elapsed
 
 
-async def pickup_latencies(agent: Agent, samples: int) -> list[float]:
+Pickup = Callable[[Agent, "Doors", str, str], Awaitable[float]]
+
+
+async def kiosk_pickup(agent: Agent, doors: Doors, compartment_id: str, code: str) -> float:
+    """Milliseconds from the kiosk page's POST of the code to the lock output energised.
+
+    The request travels over real TCP to the agent's uvicorn server, from a client on the
+    agent's own loop (the kiosk browser runs on the same board).
+    """
+    assert agent.api is not None
+    locks = agent.locks
+
+    async def energised() -> float:
+        while compartment_id not in locks.energised():
+            await asyncio.sleep(0)
+        return time.perf_counter()
+
+    async with httpx.AsyncClient(base_url=agent.api.url) as client:
+        await client.get("/api/kiosk/doors")  # the page is loaded before the customer types
+        started = time.perf_counter()
+        watch = asyncio.get_running_loop().create_task(energised())
+        response = await client.post("/api/kiosk/code", json={"code": code})
+        if response.status_code != 200 or not response.json().get("ok"):
+            watch.cancel()
+            raise RuntimeError(f"kiosk refused the code: {response.status_code} {response.text}")
+        elapsed = (await watch - started) * 1000
+    await settle_door(agent, doors, compartment_id)
+    return elapsed
+
+
+async def pickup_latencies(
+    agent: Agent, samples: int, pickup: Pickup = timed_pickup
+) -> list[float]:
     """Load parcels and time their pickups, round after round, until ``samples`` are taken."""
     doors = doors_for(agent)
     await asyncio.sleep(0.05)  # let the door readings from start-up settle
@@ -134,5 +168,5 @@ async def pickup_latencies(agent: Agent, samples: int) -> list[float]:
         if not loaded:
             raise RuntimeError("no compartment free to load a parcel into")
         for compartment_id, code in loaded:
-            latencies.append(await timed_pickup(agent, doors, compartment_id, code))
+            latencies.append(await pickup(agent, doors, compartment_id, code))
     return latencies

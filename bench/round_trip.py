@@ -1,0 +1,85 @@
+"""Command round trip: ``assign`` published by a cloud client → its reply received.
+
+The agent is a real ``locker-agent run`` process (SQLite at synchronous=FULL) connected to a
+Mosquitto the bench starts on a free port; the client is locker-ctl's FleetClient (MQTT 5,
+response topic and correlation data). Each assignment is cancelled again, untimed, so the
+compartments never run out.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.broker import Broker
+from bench.daemon import DaemonProcess
+from bench.figures import Figure, Target
+from bench.lockers import write_locker_config
+from locker_agent.ctl.client import ConnectionOptions, FleetClient
+
+TARGET = Target("p99 ≤ 20 ms", "p99", 20.0)
+LOCKER = "bench-rtt"
+
+
+def no_delay(client: FleetClient) -> None:
+    """Switch Nagle's algorithm off on the cloud client's socket (see docs/benchmarks.md).
+
+    paho leaves it on; a small PUBLISH then waits for the ACK of the previous segment, which
+    the peer delays by up to 40 ms. The cloud's side is not what this figure measures.
+    """
+    sock = client._client.socket()
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def wait_online(client: FleetClient, locker_id: str, timeout: float = 30.0) -> None:
+    """Until the locker's retained birth message says it is online."""
+    online: list[bool] = []
+    client.subscribe(f"lockers/{locker_id}/status",
+                     lambda m: online.append(bool(m.json().get("online"))))
+    deadline = time.monotonic() + timeout
+    while not (online and online[-1]):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{locker_id} did not come online")
+        time.sleep(0.02)
+
+
+def round_trips(samples: int) -> list[float]:
+    with tempfile.TemporaryDirectory(prefix="bench-rtt-") as tmp, \
+            Broker(Path(tmp, "broker")) as broker:
+        config = write_locker_config(
+            Path(tmp, "locker.toml"), locker_id=LOCKER, state_dir=Path(tmp, "state"),
+            broker=(broker.host, broker.port),
+        )
+        with DaemonProcess(config, Path(tmp, "agent")), \
+                FleetClient(ConnectionOptions(host=broker.host, port=broker.port)) as client:
+            no_delay(client)
+            wait_online(client, LOCKER)
+            timings = []
+            for index in range(samples + 5):
+                assignment_id = f"p-{index}-{uuid.uuid4().hex[:6]}"
+                started = time.perf_counter()
+                reply = client.command(LOCKER, "assign", {
+                    "assignment_id": assignment_id, "size": "S",
+                    "pickup_code": f"{index:08d}",
+                })
+                elapsed = (time.perf_counter() - started) * 1000
+                if not reply.get("ok"):
+                    raise RuntimeError(f"assign refused: {reply}")
+                if index >= 5:  # the first few warm caches up
+                    timings.append(elapsed)
+                client.command(LOCKER, "cancel", {"assignment_id": assignment_id,
+                                                  "reason": "bench"})
+            return timings
+
+
+def run(*, smoke: bool) -> list[Figure]:
+    timings = round_trips(30 if smoke else 300)
+    return [Figure(
+        "command round trip (assign → reply)", "ms", timings, f"{len(timings)} commands",
+        TARGET, notes=["locker-agent process ↔ local Mosquitto ↔ FleetClient, MQTT 5, QoS 1; "
+                       "5 warm-up commands not counted"],
+    )]
