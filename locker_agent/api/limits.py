@@ -34,29 +34,35 @@ class BodySizeLimit:
             await _reject(send)
             return
         received = 0
-        started = False
+        exceeded = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    exceeded = True
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+        async def guarded_send(message: Message) -> None:
+            # the app may turn the interrupted read into its own error: answer 413 instead
+            nonlocal replaced
+            if replaced:
+                return
+            if exceeded and message["type"] == "http.response.start":
+                replaced = True
+                await _reject(send)
+                return
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            if started:
-                raise
-            await _reject(send)
+            if not replaced:
+                await _reject(send)
 
 
 async def _reject(send: Send) -> None:
