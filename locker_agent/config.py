@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -207,6 +208,9 @@ class Rs485Hardware(_Section):
     lock_bit_open_when_set: bool = True
     """A set bit in a board's status reply means that door is open."""
     poll_interval_s: float = Field(default=0.5, gt=0)
+    set_unlock_time: bool = False
+    """Send each board policies.lock_pulse_ms as its unlock time (0x37) at start; only once
+    the frame is checked on this board model (docs/hardware.md). Off: the board's own time."""
 
 
 KEYPAD_LAYOUTS: Final = {"3x4": "123456789*0#", "4x4": "123A456B789C*0#D"}
@@ -362,15 +366,39 @@ class Policies(_Section):
     door_open_timeout_s: float = Field(default=10, gt=0)
     """How long after a pulse the door may take to open before it is called jammed."""
     door_left_open_alarm_s: float = Field(default=120, gt=0)
-    lockout_attempts: int = Field(default=5, ge=1, le=100)
-    """Wrong codes within ``lockout_window_s`` that lock the keypad out."""
-    lockout_window_s: float = Field(default=300, gt=0)
-    lockout_duration_s: float = Field(default=900, gt=0)
+    min_code_length: int = Field(default=8, ge=4, le=32)
+    """Shortest pickup, return or courier code accepted from the cloud. Together with the
+    lockout rate below it sets how long guessing takes (docs/security.md): lower it only
+    with a lower ``lockout_locker_per_hour``."""
+    lockout_free_attempts: int = Field(default=3, ge=1, le=20)
+    """Wrong codes in a row one input (keypad, scanner, kiosk) may make before it must wait."""
+    lockout_first_delay_s: float = Field(default=30, gt=0, le=3600)
+    """The wait after the first wrong code beyond the free ones; it doubles with each next."""
+    lockout_max_delay_s: float = Field(default=900, gt=0, le=86400)
+    lockout_locker_burst: int = Field(default=30, ge=1, le=1000)
+    """Wrong customer codes the whole locker absorbs before the hourly rate applies."""
+    lockout_locker_per_hour: float = Field(default=20, gt=0, le=1000)
+    """Sustained wrong customer codes per hour, all inputs together: the bound on an attacker."""
+    courier_lockout_locker_burst: int = Field(default=10, ge=1, le=1000)
+    courier_lockout_locker_per_hour: float = Field(default=6, gt=0, le=1000)
+    """Courier codes are their own namespace with their own, stricter, locker-wide limit."""
+    courier_session_idle_s: float = Field(default=300, gt=0, le=3600)
+    """A courier's session at the kiosk ends after this long without a step."""
     telemetry_interval_s: float = Field(default=300, ge=10)
     remote_open_limit: int = Field(default=6, ge=0, le=100)
     """Doors the network may open (``open``, ``remote_pickup``) within remote_open_window_s;
     one more raises an alarm and locks remote opening until an operator clears it."""
     remote_open_window_s: float = Field(default=300, gt=0, le=86400)
+
+
+class TokensConfig(_Section):
+    """Signed QR codes (docs/tokens.md), checked at the locker with no network."""
+
+    public_keys: list[Annotated[str, StringConstraints(min_length=1)]] = []
+    """Ed25519 keys (base64 of 32 bytes, or PEM files) the cloud signs tokens with; several
+    while a key is being rotated. Empty: signed tokens are refused."""
+    max_courier_validity_h: float = Field(default=24, gt=0, le=24 * 31)
+    """A courier token valid for longer than this is refused."""
 
 
 class RetentionConfig(_Section):
@@ -457,6 +485,7 @@ class AgentConfig(BaseSettings):
     mqtt: MqttConfig = MqttConfig()
     policies: Policies = Policies()
     retention: RetentionConfig = RetentionConfig()
+    tokens: TokensConfig = TokensConfig()
     api: ApiConfig = ApiConfig()
     compartments: list[CompartmentConfig] = Field(min_length=1)
 

@@ -32,9 +32,12 @@ from locker_agent.cloud.policies import RuntimePolicies
 from locker_agent.cloud.signing import SigningKeyError, load_public_key
 from locker_agent.cloud.topics import Topics
 from locker_agent.cloud.views import compartment_message
+from locker_agent.code_gate import CodeGate
 from locker_agent.config import AgentConfig, ConfigError, Policies, load_config
+from locker_agent.courier_desk import CourierDesk
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.locker import Locker
+from locker_agent.domain.lockout import LockoutPolicy
 from locker_agent.domain.model import Compartment, DomainEvent
 from locker_agent.hardware.console import ConsoleCodeInput
 from locker_agent.hardware.interfaces import (
@@ -49,6 +52,7 @@ from locker_agent.hardware.simulated import SimulatedLocker
 from locker_agent.secret import SecretError, load_secret
 from locker_agent.service import LockerService, UnlockPolicy
 from locker_agent.store import Store, StoreError
+from locker_agent.store.code_guard import CodeGuardStore
 from locker_agent.store.migrations import SchemaError
 from locker_agent.store.retention import Retention, RetentionPolicy
 from locker_agent.systemd_notify import (
@@ -84,6 +88,7 @@ class Agent:
     local_broker: LocalBroker | None = None
     retention: Retention | None = None
     api: ApiServer | None = None
+    courier_desk: CourierDesk | None = None
     _housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -387,6 +392,7 @@ def _build_rs485(config: AgentConfig) -> Rs485Locker:
         poll_interval_s=options.poll_interval_s,
         lock_bit_open_when_set=options.lock_bit_open_when_set,
         unlock_pulse_s=config.policies.lock_pulse_ms / 1000,
+        set_unlock_time=options.set_unlock_time,
     )
 
 
@@ -395,9 +401,11 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
     store, hasher, loss = open_store(config)
     try:
         def load() -> Locker:
-            return store.load(
+            locker = store.load(
                 config.locker_id, compartments_from(config), hasher, sizes=config.sizes
             )
+            locker.min_code_length = config.policies.min_code_length
+            return locker
 
         locker = load()
         locks, doors, simulator = build_hardware(config)
@@ -416,10 +424,12 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
         reload=load,
         unlock_policy=unlock_policy_from(policies),
         labels={c.id: c.label or c.id for c in config.compartments},
+        gate=build_code_gate(config, store),
     )
     if loss is not None:
         fail_closed(service, loss)
     agent = Agent(config, store, service, locks, doors, simulator)
+    agent.courier_desk = CourierDesk(service, idle_timeout_s=policies.courier_session_idle_s)
     agent.inputs.extend(build_code_inputs(config, locks))
     agent.retention = Retention(store, RetentionPolicy.from_config(config.retention))
     if cloud and config.mqtt.enabled:
@@ -435,6 +445,35 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
             store.close()
             raise
     return agent
+
+
+def build_code_gate(config: AgentConfig, store: Store) -> CodeGate:
+    """Lockouts from the policies, and the keys that signed QR tokens are checked against."""
+    policies = config.policies
+    try:
+        keys = [load_public_key(value) for value in config.tokens.public_keys]
+    except (SigningKeyError, OSError, ValueError) as exc:
+        raise StartupError(f"tokens.public_keys: {exc}") from exc
+    per_input = partial(
+        LockoutPolicy,
+        free_failures=policies.lockout_free_attempts,
+        first_delay_s=policies.lockout_first_delay_s,
+        max_delay_s=policies.lockout_max_delay_s,
+    )
+    return CodeGate(
+        CodeGuardStore(store.engine),
+        customer_policy=per_input(
+            locker_burst=policies.lockout_locker_burst,
+            locker_per_hour=policies.lockout_locker_per_hour,
+        ),
+        courier_policy=per_input(
+            locker_burst=policies.courier_lockout_locker_burst,
+            locker_per_hour=policies.courier_lockout_locker_per_hour,
+        ),
+        public_keys=keys,
+        locker_id=config.locker_id,
+        max_courier_validity_s=config.tokens.max_courier_validity_h * 3600,
+    )
 
 
 def build_api(agent: Agent) -> None:
@@ -457,6 +496,7 @@ def build_api(agent: Agent) -> None:
             loop_responsive(1.0), database_writable(agent.store), hardware_alive(agent)
         ],
         mqtt_connected=(lambda: link.connected) if link is not None else None,
+        courier_desk=agent.courier_desk,
         screen_timeout_s=config.api.screen_timeout_s,
         max_body_bytes=config.api.max_body_bytes,
     )

@@ -19,13 +19,20 @@ import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from locker_agent.domain.errors import DomainError, InvalidCode
+from locker_agent.code_gate import CodeGate, Namespace
+from locker_agent.domain.errors import DomainError, InvalidCode, LockedOut
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import CredentialKind, DomainEvent, DoorState, UnlockIntent
 from locker_agent.hardware.interfaces import CodeEntry, DoorSensors, HardwareError, LockDriver
 from locker_agent.hardware.safety import SafeLocks, UnlockWithdrawn
 from locker_agent.store import InboxRecord, Store, StoredEvent
+from locker_agent.store.code_guard import CodeGuardStore
+from locker_agent.tokens import CourierToken
+
+if TYPE_CHECKING:
+    from locker_agent.courier_desk import CourierView
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +56,16 @@ class UnlockPolicy:
 
 @dataclass(frozen=True)
 class CodeOutcome:
-    """What to tell the person who entered a code."""
+    """What to tell the person who entered a code (or took a courier step)."""
 
     ok: bool
     message: str
     compartments: tuple[str, ...] = ()
     reason: str | None = None
+    retry_after_s: float | None = None
+    """Set when a lockout refused the entry: how long until the next try is accepted."""
+    courier: CourierView | None = None
+    """The courier's session after a courier step (see :mod:`locker_agent.courier_desk`)."""
 
 
 def utc_now() -> datetime:
@@ -74,9 +85,12 @@ class LockerService:
         labels: Mapping[str, str] | None = None,
         wall_clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
+        gate: CodeGate | None = None,
     ) -> None:
         self.locker = locker
         self.store = store
+        self.gate = gate or CodeGate(CodeGuardStore(store.engine), locker_id=locker.locker_id)
+        """Lockouts, signed tokens and their ledger: what a code passes before it is matched."""
         self._locks = locks
         self._doors = doors
         self._reload = reload
@@ -146,6 +160,10 @@ class LockerService:
         """Wall-clock time for event timestamps and code expiry (never for hold periods)."""
         return self._now()
 
+    def monotonic(self) -> float:
+        """Seconds for measuring intervals (sessions, timeouts): never jumps with the clock."""
+        return self._monotonic()
+
     @property
     def labels(self) -> Mapping[str, str]:
         return self._labels
@@ -192,38 +210,107 @@ class LockerService:
     # ------------------------------------------------------------------- codes
 
     async def submit_code(self, entry: CodeEntry) -> CodeOutcome:
-        """A customer typed or scanned a code: open what it opens, or say why not."""
+        """A customer typed or scanned a code: open what it opens, or say why not.
+
+        Signed tokens are checked by signature (they cannot be guessed, so no lockout applies
+        to them); every other code first passes the lockout, and a wrong one counts toward it.
+        """
         if not self._accepting:
             return CodeOutcome(
                 False, "The locker is not ready; please try again in a minute.",
                 reason="not_accepting",
             )
         now = self._now()
+        if self.gate.is_token(entry.text):
+            return self._submit_token(entry, now)
+        try:
+            self.gate.check(Namespace.CUSTOMER, entry.source, now)
+        except LockedOut as exc:
+            return CodeOutcome(False, exc.message, reason="locked_out",
+                               retry_after_s=exc.retry_after_s)
         try:
             credential = self.locker.authenticate(
                 entry.text, now=now, kinds=(CredentialKind.PICKUP, CredentialKind.RETURN)
             )
             if credential.kind is CredentialKind.PICKUP:
-                stored = self.apply(lambda: self.locker.begin_pickup(credential, now=now))
+                stored = self.apply(lambda: self.locker.begin_pickup(
+                    credential, now=now, source=entry.source))
             else:
-                stored = self.apply(lambda: self.locker.begin_return_deposit(credential, now=now))
+                stored = self.apply(lambda: self.locker.begin_return_deposit(
+                    credential, now=now, source=entry.source))
+        except InvalidCode as exc:
+            return self.refuse_code(Namespace.CUSTOMER, entry.source, exc, now)
         except DomainError as exc:
-            reason = exc.reason if isinstance(exc, InvalidCode) else exc.code
-            logger.warning(
-                "code refused",
-                extra={"fields": {"source": entry.source, "reason": reason}},
-            )
-            return CodeOutcome(False, exc.message, reason=reason)
+            return CodeOutcome(False, exc.message, reason=exc.code)
+        self.gate.succeeded(Namespace.CUSTOMER, entry.source, now)
+        return self.opened(stored, "please close the door when you are done.")
+
+    def _submit_token(self, entry: CodeEntry, now: datetime) -> CodeOutcome:
+        try:
+            token = self.gate.verify_token(entry.text, now)
+            if isinstance(token, CourierToken):
+                return CodeOutcome(
+                    False, "This is a courier pass: choose Courier on the screen first.",
+                    reason="courier_token",
+                )
+            if self.gate.token_used(token):
+                raise InvalidCode("This code has already been used.", reason="token_replayed")
+            stored = self.apply(lambda: self.locker.begin_token_pickup(
+                token.assignment_id, now=now, source=entry.source))
+        except InvalidCode as exc:
+            self._record_refusal(Namespace.CUSTOMER, entry.source, exc.reason)
+            return CodeOutcome(False, exc.message, reason=exc.reason)
+        except DomainError as exc:
+            return CodeOutcome(False, exc.message, reason=exc.code)
+        self.gate.use_token(token, now)
+        return self.opened(stored, "please close the door when you are done.")
+
+    def refuse_code(
+        self, namespace: Namespace, source: str, error: InvalidCode, now: datetime
+    ) -> CodeOutcome:
+        """Count a wrong code toward the lockout, record it (never the code), say what to do."""
+        self._record_refusal(namespace, source, error.reason)
+        if error.reason == "in_use":
+            return CodeOutcome(False, error.message, reason=error.reason)
+        failure = self.gate.failed(namespace, source, now)
+        if failure.wait_s > 0:
+            scope = "locker" if failure.locker_locked else "input"
+            if scope == "input" or failure.newly_locked:
+                event = DomainEvent(
+                    "code_lockout", now,
+                    data={"namespace": namespace.value, "scope": scope, "source": source,
+                          "retry_after_s": round(failure.wait_s, 1)},
+                )
+                self.apply(lambda: [event])
+            try:
+                self.gate.check(namespace, source, now)
+            except LockedOut as locked:
+                return CodeOutcome(False, f"{error.message} {locked.message}",
+                                   reason=error.reason, retry_after_s=locked.retry_after_s)
+        return CodeOutcome(False, error.message, reason=error.reason)
+
+    def _record_refusal(self, namespace: Namespace, source: str, reason: str) -> None:
+        logger.warning("code refused", extra={"fields": {
+            "namespace": namespace.value, "source": source, "reason": reason}})
+        event = DomainEvent(
+            "code_refused", self._now(),
+            data={"namespace": namespace.value, "source": source, "reason": reason},
+        )
+        try:
+            self.apply(lambda: [event])
+        except Exception:
+            logger.exception("could not record a refused code")
+
+    def opened(self, stored: Sequence[StoredEvent], then: str) -> CodeOutcome:
+        """The outcome of a step that opened doors: which, where, and what to do next."""
         opened = tuple(e.compartment_id for e in stored if e.type == "unlock_requested"
                        and e.compartment_id)
+        if not opened:
+            return CodeOutcome(False, "No compartment could be opened.", reason="nothing_opened")
         labels = ", ".join(self.label(c) for c in opened)
         noun = "Compartment" if len(opened) == 1 else "Compartments"
         verb = "is" if len(opened) == 1 else "are"
-        return CodeOutcome(
-            True,
-            f"{noun} {labels} {verb} opening — please close the door when you are done.",
-            compartments=opened,
-        )
+        return CodeOutcome(True, f"{noun} {labels} {verb} opening — {then}", compartments=opened)
 
     # -------------------------------------------------------------------- doors
 

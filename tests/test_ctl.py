@@ -173,7 +173,7 @@ def test_send_answers_ok_refused_and_usage_with_0_1_2(
     assert "XXL" in reply["error"]["message"]
 
     code, reply = ctl.reply(LOCKER, "assign", "--json",
-                            '{"assignment_id": "PKG-3", "pickup_code": "5566", "size": "M"}',
+                            '{"assignment_id": "PKG-3", "pickup_code": "55667788", "size": "M"}',
                             "accessible=false")
     assert code == 0, reply
 

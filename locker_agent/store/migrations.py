@@ -131,7 +131,28 @@ CREATE TABLE inbox (
 CREATE INDEX ix_inbox_received_at ON inbox (received_at);
 """
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_cloud_link)
+def _v3_code_guard(conn: Connection) -> None:
+    """Brute-force and replay protection: used signed tokens and wrong-code counters."""
+    for statement in V3_DDL.split(";"):
+        if statement.strip():
+            conn.execute(text(statement))
+
+
+V3_DDL = """
+CREATE TABLE used_token (
+    digest VARCHAR NOT NULL PRIMARY KEY,
+    expires_at TEXT NOT NULL,
+    used_at TEXT NOT NULL
+);
+CREATE INDEX ix_used_token_expires_at ON used_token (expires_at);
+CREATE TABLE code_lockout (
+    namespace VARCHAR NOT NULL PRIMARY KEY,
+    state VARCHAR NOT NULL,
+    updated_at TEXT NOT NULL
+)
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_cloud_link, _v3_code_guard)
 """Migration ``i`` takes a database from version ``i`` to ``i + 1``."""
 
 CURRENT_VERSION = len(MIGRATIONS)

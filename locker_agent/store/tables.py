@@ -145,3 +145,26 @@ class InboxRow(SQLModel, table=True):
     name: str
     received_at: datetime = Field(sa_type=UTCDateTime, index=True)
     reply: str  # JSON
+
+
+class UsedTokenRow(SQLModel, table=True):
+    """Signed pickup tokens already used here: a replayed token is refused.
+
+    Only a hash of the token's id is kept, and only until the token would have expired.
+    """
+
+    __tablename__ = "used_token"
+
+    digest: str = Field(primary_key=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    used_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class CodeLockoutRow(SQLModel, table=True):
+    """The wrong-code counters of one namespace of codes (no codes: counts and times only)."""
+
+    __tablename__ = "code_lockout"
+
+    namespace: str = Field(primary_key=True)
+    state: str  # JSON: CodeLockout.snapshot()
+    updated_at: datetime = Field(sa_type=UTCDateTime)

@@ -31,6 +31,8 @@ EXPECTED_TABLES = {
     "outbox",
     "audit",
     "inbox",
+    "used_token",
+    "code_lockout",
 }
 
 

@@ -1,0 +1,143 @@
+"""The checks a code or token passes before it is matched: lockouts, signatures, replays.
+
+One gate for the customers' codes and one for the couriers' (each namespace has its own
+lockout), plus the verifier of signed QR tokens and the ledger of used pickup tokens. The
+lockout counters and the ledger are written to the database as they change, so neither a
+restart nor a power cut hands an attacker fresh tries or a used token back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from locker_agent.domain.errors import InvalidCode, LockedOut
+from locker_agent.domain.lockout import CodeLockout, LockoutPolicy
+from locker_agent.store.code_guard import CodeGuardStore
+from locker_agent.tokens import (
+    CourierToken,
+    PickupToken,
+    TokenRefused,
+    TokenVerifier,
+    looks_like_token,
+)
+
+logger = logging.getLogger(__name__)
+
+
+CUSTOMER_LOCKOUT = LockoutPolicy()
+COURIER_LOCKOUT = LockoutPolicy(locker_burst=10, locker_per_hour=6)
+"""Couriers are few and their codes long-lived: a stricter locker-wide limit of their own."""
+
+
+class Namespace(StrEnum):
+    CUSTOMER = "customer"
+    COURIER = "courier"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What one wrong code cost: the wait it imposed and whether the whole locker is now shut."""
+
+    wait_s: float
+    locker_locked: bool
+    newly_locked: bool
+
+
+class CodeGate:
+    def __init__(
+        self,
+        store: CodeGuardStore,
+        *,
+        customer_policy: LockoutPolicy = CUSTOMER_LOCKOUT,
+        courier_policy: LockoutPolicy = COURIER_LOCKOUT,
+        public_keys: Sequence[Ed25519PublicKey] = (),
+        locker_id: str = "",
+        max_courier_validity_s: float = 24 * 3600,
+    ) -> None:
+        self._store = store
+        self._lockouts = {
+            Namespace.CUSTOMER: CodeLockout.restore(
+                customer_policy, store.load_lockout(Namespace.CUSTOMER)
+            ),
+            Namespace.COURIER: CodeLockout.restore(
+                courier_policy, store.load_lockout(Namespace.COURIER)
+            ),
+        }
+        self._verifier = TokenVerifier(
+            list(public_keys), locker_id,
+            max_courier_validity=timedelta(seconds=max_courier_validity_s),
+        )
+
+    # ----------------------------------------------------------------- lockout
+
+    def check(self, namespace: Namespace, source: str, now: datetime) -> None:
+        """Raise :class:`LockedOut` if ``source`` may not try a code of ``namespace`` now."""
+        lockout = self._lockouts[namespace]
+        wait = lockout.wait_for(source, now)
+        if wait > 0:
+            if lockout.locker_locked(now):
+                message = (
+                    "Too many wrong codes have been entered at this locker. "
+                    f"Please try again in {_minutes(wait)}."
+                )
+            else:
+                message = f"Too many wrong codes. Please try again in {_minutes(wait)}."
+            raise LockedOut(message, retry_after_s=round(wait, 1))
+
+    def failed(self, namespace: Namespace, source: str, now: datetime) -> Failure:
+        lockout = self._lockouts[namespace]
+        was_locked = lockout.locker_locked(now)
+        wait = lockout.failed(source, now)
+        self._save(namespace, now)
+        locked = lockout.locker_locked(now)
+        return Failure(wait_s=wait, locker_locked=locked, newly_locked=locked and not was_locked)
+
+    def succeeded(self, namespace: Namespace, source: str, now: datetime) -> None:
+        if self._lockouts[namespace].succeeded(source):
+            self._save(namespace, now)
+
+    def consecutive_failures(self, namespace: Namespace, source: str) -> int:
+        return self._lockouts[namespace].consecutive_failures(source)
+
+    def lockout_policy(self, namespace: Namespace) -> LockoutPolicy:
+        return self._lockouts[namespace].policy
+
+    def _save(self, namespace: Namespace, now: datetime) -> None:
+        try:
+            self._store.save_lockout(namespace, self._lockouts[namespace].snapshot(), now)
+        except Exception:
+            # the counters still hold in memory; losing a write only matters across a restart
+            logger.exception("could not save the wrong-code counters")
+
+    # ------------------------------------------------------------------ tokens
+
+    @staticmethod
+    def is_token(text: str) -> bool:
+        return looks_like_token(text)
+
+    def verify_token(self, text: str, now: datetime) -> PickupToken | CourierToken:
+        """The token ``text`` stands for, or :class:`InvalidCode` with ``token_<reason>``."""
+        try:
+            return self._verifier.verify(text, now=now)
+        except TokenRefused as exc:
+            raise InvalidCode(exc.message, reason=f"token_{exc.reason}") from None
+
+    def token_used(self, token: PickupToken) -> bool:
+        return self._store.token_used(token.token_id)
+
+    def use_token(self, token: PickupToken, now: datetime) -> bool:
+        """Record a pickup token as used; False if it already was (a replay)."""
+        return self._store.use_token(token.token_id, expires_at=token.expires_at, now=now)
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(round(seconds), 1)} seconds"
+    minutes = round(seconds / 60)
+    return f"{minutes} minutes"

@@ -1,0 +1,266 @@
+"""A courier's session at the locker: sign in, then deposit, collect returns, reclaim.
+
+A courier signs in with a courier code (its own lockout namespace) or a signed courier token,
+and gets a session that lists what is waiting for them. Each step opens doors through the
+same domain transitions and the same :class:`~locker_agent.service.LockerService` as every
+other input, with the courier named as the actor of every opening. Sessions live in memory
+only: a restart signs couriers out, which is the safe direction.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from locker_agent.code_gate import Namespace
+from locker_agent.domain.errors import DomainError, InvalidCode, LockedOut, SessionExpired
+from locker_agent.domain.locker import Locker
+from locker_agent.domain.model import Assignment, CredentialKind, DomainEvent
+from locker_agent.hardware.interfaces import CodeEntry
+from locker_agent.service import CodeOutcome, LockerService
+from locker_agent.tokens import PickupToken
+
+logger = logging.getLogger(__name__)
+
+Problem = Literal["doesnt_fit", "door_broken"]
+_Waiting = Callable[[Locker], list[Assignment]]
+_Transition = Callable[[], list[DomainEvent]]
+
+
+@dataclass(frozen=True)
+class WaitingParcel:
+    """Something a courier can act on here (no customer data: ids, sizes and places)."""
+
+    assignment_id: str
+    kind: str
+    size: str
+    compartment_id: str | None
+    label: str | None
+    barcode: str | None
+
+
+@dataclass(frozen=True)
+class CourierView:
+    session_id: str
+    courier_id: str
+    to_deposit: tuple[WaitingParcel, ...]
+    returns_to_collect: tuple[WaitingParcel, ...]
+    expired_to_reclaim: tuple[WaitingParcel, ...]
+    open_compartments: tuple[str, ...]
+    """Doors this session opened that have not closed yet."""
+    idle_expires_in_s: float
+
+
+@dataclass
+class _Session:
+    id: str
+    courier_id: str
+    source: str
+    last_step: float
+    opened: set[str] = field(default_factory=set)
+
+    @property
+    def actor(self) -> str:
+        return f"courier:{self.courier_id}"
+
+
+class CourierDesk:
+    def __init__(self, service: LockerService, *, idle_timeout_s: float = 300.0) -> None:
+        self._service = service
+        self._idle_timeout_s = idle_timeout_s
+        self._sessions: dict[str, _Session] = {}
+
+    # ------------------------------------------------------------------ session
+
+    async def sign_in(self, entry: CodeEntry) -> CodeOutcome:
+        """Check a courier code or courier token; on success the outcome carries the session."""
+        service = self._service
+        if not service.accepting:
+            return CodeOutcome(False, "The locker is not ready; please try again in a minute.",
+                               reason="not_accepting")
+        now = service.now()
+        if service.gate.is_token(entry.text):
+            try:
+                token = service.gate.verify_token(entry.text, now)
+            except InvalidCode as exc:
+                return service.refuse_code(Namespace.COURIER, entry.source, exc, now)
+            if isinstance(token, PickupToken):
+                return CodeOutcome(False, "This is a customer's code: use the start screen.",
+                                   reason="customer_token")
+            return self._open_session(token.courier_id, entry.source, "token", now)
+        try:
+            service.gate.check(Namespace.COURIER, entry.source, now)
+        except LockedOut as exc:
+            return CodeOutcome(False, exc.message, reason="locked_out",
+                               retry_after_s=exc.retry_after_s)
+        try:
+            credential = service.locker.authenticate(
+                entry.text, now=now, kinds=(CredentialKind.COURIER,)
+            )
+        except InvalidCode as exc:
+            return service.refuse_code(Namespace.COURIER, entry.source, exc, now)
+        service.gate.succeeded(Namespace.COURIER, entry.source, now)
+        assert credential.courier_id is not None
+        return self._open_session(credential.courier_id, entry.source, "code", now)
+
+    def view(self, session_id: str) -> CourierView:
+        """The session's current lists; raises :class:`SessionExpired` once it has ended."""
+        return self._view(self._session(session_id, touch=False))
+
+    def sign_out(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    # -------------------------------------------------------------------- steps
+
+    async def deposit(self, session_id: str, parcel: str) -> CodeOutcome:
+        """Open the compartment for the parcel scanned (its barcode or assignment id)."""
+        session = self._session(session_id)
+        service = self._service
+        return self._step(session, lambda: service.locker.begin_deposit(
+            service.locker.find_parcel(parcel.strip()).id, actor=session.actor,
+            now=service.now(), source=session.source,
+        ), "put the parcel in and close the door.")
+
+    async def report_problem(
+        self, session_id: str, compartment_id: str, problem: Problem
+    ) -> CodeOutcome:
+        """The parcel does not fit the open compartment, or its door is broken."""
+        session = self._session(session_id)
+        service = self._service
+        outcome = self._step(session, lambda: service.locker.redirect_deposit(
+            compartment_id, problem=problem, actor=session.actor, now=service.now(),
+            source=session.source,
+        ), "put the parcel in and close the door.")
+        if outcome.reason == "nothing_opened":
+            what = "larger " if problem == "doesnt_fit" else ""
+            return CodeOutcome(
+                False,
+                f"No {what}compartment is free for this parcel. Please take it with you; "
+                "it can be brought again later.",
+                reason="no_compartment", courier=outcome.courier,
+            )
+        return outcome
+
+    async def collect_returns(self, session_id: str) -> CodeOutcome:
+        """Open every compartment holding a customer's return."""
+        return self._open_each(
+            session_id, lambda locker: locker.returns_to_collect(), "collect",
+            "take the returns out and close the doors.", "There are no returns to collect.",
+        )
+
+    async def reclaim_expired(self, session_id: str) -> CodeOutcome:
+        """Open every compartment holding a parcel whose hold period ran out."""
+        return self._open_each(
+            session_id, lambda locker: locker.expired_to_reclaim(), "reclaim",
+            "take the expired parcels out and close the doors.",
+            "There are no expired parcels to take back.",
+        )
+
+    # ---------------------------------------------------------------- internals
+
+    def _open_each(
+        self,
+        session_id: str,
+        waiting: _Waiting,
+        action: Literal["collect", "reclaim"],
+        then: str,
+        nothing: str,
+    ) -> CodeOutcome:
+        session = self._session(session_id)
+        service = self._service
+        locker = service.locker
+        compartments = sorted({a.compartment_id for a in waiting(locker) if a.compartment_id})
+        compartments = [c for c in compartments if c not in locker.intents]
+        if not compartments:
+            return CodeOutcome(False, nothing, reason="nothing_waiting",
+                               courier=self._view(session))
+
+        def begin() -> list[DomainEvent]:
+            now = service.now()
+            events: list[DomainEvent] = []
+            current = service.locker
+            begin_one = (
+                current.begin_collect_return if action == "collect" else current.begin_reclaim
+            )
+            for compartment_id in compartments:
+                events += begin_one(compartment_id, actor=session.actor, now=now,
+                                    source=session.source)
+            return events
+
+        return self._step(session, begin, then)
+
+    def _step(self, session: _Session, transition: _Transition, then: str) -> CodeOutcome:
+        try:
+            stored = self._service.apply(transition)
+        except DomainError as exc:
+            return CodeOutcome(False, exc.message, reason=exc.code, courier=self._view(session))
+        outcome = self._service.opened(stored, then)
+        session.opened.update(outcome.compartments)
+        return CodeOutcome(
+            outcome.ok, outcome.message, outcome.compartments, outcome.reason,
+            courier=self._view(session),
+        )
+
+    def _open_session(self, courier_id: str, source: str, via: str, now: datetime) -> CodeOutcome:
+        self._forget_idle()
+        session = _Session(
+            id=secrets.token_urlsafe(16), courier_id=courier_id, source=source,
+            last_step=self._service.monotonic(),
+        )
+        self._sessions[session.id] = session
+        event = DomainEvent("courier_signed_in", now,
+                            data={"courier_id": courier_id, "source": source, "via": via})
+        self._service.apply(lambda: [event])
+        view = self._view(session)
+        waiting = len(view.to_deposit) + len(view.returns_to_collect) + len(view.expired_to_reclaim)
+        return CodeOutcome(True, f"Welcome. {waiting} item(s) are waiting for you here.",
+                           courier=view)
+
+    def _session(self, session_id: str, *, touch: bool = True) -> _Session:
+        self._forget_idle()
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionExpired(
+                "Your courier session has ended. Please sign in again.", field="session_id"
+            )
+        if touch:
+            session.last_step = self._service.monotonic()
+        return session
+
+    def _forget_idle(self) -> None:
+        now = self._service.monotonic()
+        for session_id, session in list(self._sessions.items()):
+            if now - session.last_step >= self._idle_timeout_s:
+                del self._sessions[session_id]
+
+    def _view(self, session: _Session) -> CourierView:
+        service = self._service
+        locker = service.locker
+        session.opened &= set(locker.intents)  # a door that closed is no longer open
+        return CourierView(
+            session_id=session.id,
+            courier_id=session.courier_id,
+            to_deposit=self._listed(locker.awaiting_deposit()),
+            returns_to_collect=self._listed(locker.returns_to_collect()),
+            expired_to_reclaim=self._listed(locker.expired_to_reclaim()),
+            open_compartments=tuple(sorted(session.opened)),
+            idle_expires_in_s=max(
+                self._idle_timeout_s - (service.monotonic() - session.last_step), 0.0
+            ),
+        )
+
+    def _listed(self, assignments: list[Assignment]) -> tuple[WaitingParcel, ...]:
+        return tuple(
+            WaitingParcel(
+                assignment_id=a.id, kind=a.kind.value, size=a.size,
+                compartment_id=a.compartment_id,
+                label=self._service.label(a.compartment_id) if a.compartment_id else None,
+                barcode=a.barcode,
+            )
+            for a in assignments
+        )
+
