@@ -5,8 +5,12 @@ serial I/O runs in the default executor under a thread lock (so closing the port
 a read still running in a thread after its awaiting task was cancelled). Before each request
 the input buffer is flushed and an inter-frame gap is kept; a bad or absent reply is retried.
 
-The board times the unlock pulse itself: ``start()`` sends each board its unlock time
-(``0x37``) once, from ``unlock_pulse_s``. ``unlock()`` still keeps the LockDriver contract:
+The board times the unlock pulse itself. With ``set_unlock_time`` (off by default: the
+frame's byte order is not confirmed on a real board, see docs/hardware.md) ``start()`` sends
+each board its unlock time (``0x37``) from ``unlock_pulse_s`` and requires a valid status
+reply; a board that does not confirm it is refused every unlock, since its pulse length is
+then unknown (a swapped byte order would turn 0.5 s into 128 s). Without it, each board keeps
+its own factory unlock time. ``unlock()`` still keeps the LockDriver contract:
 it sends ``0x31``, waits for the board's answer, then sleeps ``pulse_s`` so it returns once
 the lock is de-energised, and ``energised()`` reports the compartment in that window.
 
@@ -81,6 +85,7 @@ class Rs485Locker(LockDriver, DoorSensors):
         poll_interval_s: float = 0.5,
         lock_bit_open_when_set: bool = True,
         unlock_pulse_s: float = 0.5,
+        set_unlock_time: bool = False,
         serial_factory: SerialFactory | None = None,
     ) -> None:
         if not channels:
@@ -112,6 +117,9 @@ class Rs485Locker(LockDriver, DoorSensors):
         self.poll_interval_s = poll_interval_s
         self.lock_bit_open_when_set = lock_bit_open_when_set
         self.unlock_pulse_s = min(unlock_pulse_s, MAX_PULSE_S)
+        self.set_unlock_time = set_unlock_time
+        self._unconfirmed: set[int] = set()
+        """Boards told their unlock time that did not confirm it: no unlocks for them."""
         self._serial_factory: SerialFactory = serial_factory or _default_serial_factory
         self.boards: tuple[int, ...] = tuple(sorted({b for b, _ in self._channels.values()}))
         self._doors = DoorStateTracker(self._channels)
@@ -147,13 +155,19 @@ class Rs485Locker(LockDriver, DoorSensors):
         self._bus_lock = asyncio.Lock()
         self._pulse_locks = {cid: asyncio.Lock() for cid in self._channels}
         self._loop = loop
-        for board in self.boards:
+        self._unconfirmed.clear()
+        for board in self.boards if self.set_unlock_time else ():
             try:
                 await self._exchange(
                     board, kerong.set_unlock_time_frame(board, self.unlock_pulse_s)
                 )
             except HardwareError as exc:
-                logger.warning("could not set the unlock time of board %d: %s", board, exc)
+                self._unconfirmed.add(board)
+                logger.error(
+                    "board %d did not confirm its unlock time (0x37): %s; its locks will not "
+                    "be pulsed (check the board, or set hardware.rs485.set_unlock_time = false)",
+                    board, exc,
+                )
         await self._poll_once()
         self._poll_task = loop.create_task(self._poll_forever(), name="rs485-poll")
         logger.info("RS485 locker started on %s (boards %s)", self.port, list(self.boards))
@@ -175,7 +189,7 @@ class Rs485Locker(LockDriver, DoorSensors):
 
     def healthy(self) -> bool:
         """Started, and every board answers."""
-        return self.started and not self._offline
+        return self.started and not self._offline and not self._unconfirmed
 
     def offline_boards(self) -> set[int]:
         return set(self._offline)
@@ -193,6 +207,12 @@ class Rs485Locker(LockDriver, DoorSensors):
                     "lock driver stopped before the pulse", compartment_id=compartment_id
                 )
             board, index = self._channels[compartment_id]
+            if board in self._unconfirmed:
+                raise HardwareError(
+                    f"board {board} did not confirm its unlock time; not pulsing "
+                    f"{compartment_id}",
+                    compartment_id=compartment_id,
+                )
             token = object()
             self._energised[compartment_id] = token
             try:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from locker_agent.domain.model import DoorState
+from locker_agent.hardware import kerong
 from locker_agent.hardware.interfaces import DoorSensors, HardwareError, LockDriver
 from locker_agent.hardware.rs485 import Rs485Locker
 
@@ -118,7 +119,7 @@ def test_unlock_sends_the_exact_frame_and_the_door_springs_open(bus: KerongBus) 
 
 
 def test_start_sets_the_unlock_time_of_every_board_capped(bus: KerongBus) -> None:
-    locker = make_locker(bus, unlock_pulse_s=5.0)
+    locker = make_locker(bus, unlock_pulse_s=5.0, set_unlock_time=True)
 
     async def scenario() -> None:
         await locker.start()
@@ -297,3 +298,29 @@ def test_port_that_cannot_open_is_a_hardware_error() -> None:
 def test_bad_channel_maps_are_rejected(channels: dict[str, tuple[int, int]]) -> None:
     with pytest.raises(ValueError):
         Rs485Locker(channels)
+
+
+def test_the_unlock_time_is_left_alone_unless_asked(bus: KerongBus) -> None:
+    locker = make_locker(bus)
+
+    async def scenario() -> None:
+        await locker.start()
+
+    run_locker(locker, scenario)
+    assert all(frame[2] != kerong.CMD_SET_UNLOCK_TIME for frame in bus.frames())
+
+
+def test_a_board_that_does_not_confirm_its_unlock_time_is_never_pulsed(bus: KerongBus) -> None:
+    locker = make_locker(bus, set_unlock_time=True, retries=0)
+    bus.busy_board(1, 1)  # ignores the 0x37 frame, then answers polls as usual
+
+    async def scenario() -> None:
+        await locker.start()
+        assert not locker.healthy()
+        await locker.unlock("A01", PULSE_S)  # board 0 confirmed: works
+        with pytest.raises(HardwareError, match="did not confirm its unlock time"):
+            await locker.unlock("A03", PULSE_S)
+
+    run_locker(locker, scenario)
+    assert bus.boards[0].unlocks == [0]
+    assert bus.boards[1].unlocks == []
