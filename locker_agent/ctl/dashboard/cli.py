@@ -58,10 +58,14 @@ def read_token(path: Path | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from locker_agent.ctl.cli import EXIT_OK, UsageError, _connected, _signing_key
-    from locker_agent.ctl.dashboard.auth import WeakToken
+    from locker_agent.ctl.dashboard.auth import Sessions, WeakToken
     from locker_agent.ctl.dashboard.server import WebOptions, build, serve
 
     token = read_token(args.token_file)
+    try:
+        Sessions(token)  # refuse a weak token before connecting to anything
+    except WeakToken as exc:
+        raise UsageError(str(exc)) from None
     key = _signing_key(args.sign_key)
     if (args.https_cert is None) != (args.https_key is None):
         raise UsageError("--https-cert and --https-key go together")
@@ -73,11 +77,8 @@ def run(args: argparse.Namespace) -> int:
               "session cookie cross the network in clear; prefer --https-cert/--https-key",
               file=sys.stderr)
     with _connected(args) as client:
-        try:
-            app = build(client, token=token, sign_with=key, timeout=args.timeout,
-                        secure_cookie=https)
-        except WeakToken as exc:
-            raise UsageError(str(exc)) from None
+        app = build(client, token=token, sign_with=key, timeout=args.timeout,
+                    secure_cookie=https)
         scheme = "https" if https else "http"
         print(f"dashboard on {scheme}://{args.listen}:{args.http_port}/ "
               f"(broker {client.options.host}:{client.options.port}, "
