@@ -112,3 +112,32 @@ def test_the_rs485_backend_drives_the_emulated_board(tmp_path: Path) -> None:
                 await agent.stop()
 
         asyncio.run(scenario())
+
+
+def test_keypad_and_scanner_sections_are_validated_and_built(tmp_path: Path) -> None:
+    from locker_agent.config import ConfigError
+    from locker_agent.hardware.keypad import MatrixKeypad
+    from locker_agent.hardware.scanner import SerialScanner
+
+    gpio = GPIO.format(factory="mock")
+    pins = {"lock1": "17", "sensor1": "27", "lock2": "22", "sensor2": "23"}
+    bad = write(tmp_path, gpio + '[hardware.keypad]\nlayout = "4x4"\nrows = [5, 6, 13]\n'
+                'columns = [19, 26, 5, 12]\nenter_key = "X"\n', **pins)
+    with pytest.raises(ConfigError) as error:
+        load_config(bad)
+    message = str(error.value)
+    assert "hardware.keypad.rows" in message and "4 rows" in message
+    assert "GPIO 5 used twice" in message
+    assert "hardware.keypad.enter_key" in message
+
+    good = write(tmp_path, gpio + '[hardware.keypad]\nrows = [5, 6, 13, 19]\n'
+                 'columns = [26, 12, 16]\n\n[hardware.scanner]\nport = "/dev/ttyACM0"\n', **pins)
+    agent = build_agent(load_config(good), cloud=False)
+    try:
+        keypad, scanner = agent.inputs
+        assert isinstance(keypad, MatrixKeypad) and keypad.keys == tuple("123456789*0#")
+        assert isinstance(agent.locks, SafeLocks) and isinstance(agent.locks.driver, GpioLocker)
+        assert keypad.pin_factory is agent.locks.driver.pin_factory  # one set of pins
+        assert isinstance(scanner, SerialScanner) and scanner.port == "/dev/ttyACM0"
+    finally:
+        agent.store.close()
