@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from locker_agent.domain.model import DoorState
+from locker_agent.domain.model import AssignmentStatus, DoorState
 from tests.api.live_agent import LiveAgent
+from tests.api.test_courier_api import COURIER_CODE, grant_and_reserve
 from tests.browser.conftest import screenshot
 
 CODE = "48291377"
@@ -71,4 +72,38 @@ def test_the_language_switch_changes_every_text_and_the_timeout_resets_it(
     page.keyboard.press("Enter")
     expect(page.get_by_role("alert")).to_have_text("取件碼無效，請檢查後再試一次。")  # noqa: RUF001
     page.get_by_role("button", name="EN", exact=True).click()
+    expect(page.locator("#entry-heading")).to_have_text("Type your pickup code")
+
+
+def test_a_courier_signs_in_and_drops_a_parcel_off_by_its_barcode(
+    page: Page, live: LiveAgent
+) -> None:
+    grant_and_reserve(live, ("p-1", "S"), ("p-2", "M"))
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.get_by_role("button", name="I am a courier").click()
+    expect(page.locator("#entry-heading")).to_have_text("Courier sign-in")
+    page.keyboard.type(COURIER_CODE)
+    page.keyboard.press("Enter")
+    expect(page.locator("#courier-heading")).to_have_text("Courier courier-7")
+    expect(page.locator("#to-deposit li")).to_have_count(2)
+    screenshot(page, "courier")
+
+    page.locator("#parcel").fill("PKG-p-1")
+    page.keyboard.press("Enter")
+    panel = page.locator("#courier-open")
+    expect(panel).to_be_visible()
+    compartment = page.locator("#courier-doors li").first.get_attribute("data-compartment")
+    assert compartment is not None
+    expect(page.locator("#courier-message")).to_contain_text("put the parcel in and close")
+    expect(page.locator(f"#courier-doors li[data-compartment={compartment}]")).to_have_attribute(
+        "data-state", "open")
+    screenshot(page, "courier-open")
+    live.close_door(compartment)
+    expect(page.locator("#courier-message")).to_have_text("Door closed. Scan the next parcel.")
+    expect(panel).to_be_hidden()
+    expect(page.locator("#to-deposit li")).to_have_count(1)
+    live.wait_for(lambda: live.agent.service.locker.assignments["p-1"].status
+                  is AssignmentStatus.DEPOSITED)
+    page.get_by_role("button", name="Sign out").click()
     expect(page.locator("#entry-heading")).to_have_text("Type your pickup code")
