@@ -297,14 +297,14 @@ class CommandProcessor:
             a.assignment_id, pickup_code=a.pickup_code, now=now, hold_seconds=hold_h * 3600,
             reservation_ttl_s=self.policies.reservation_ttl_h * 3600, size=a.size,
             compartment_id=a.compartment_id, accessible=a.accessible,
-            customer_ref=a.customer_ref, barcode=a.barcode,
+            customer_ref=a.customer_ref, barcode=a.barcode, hold_compartment=a.hold_compartment,
         )
-        compartment = locker.assignments[a.assignment_id].compartment_id or ""
+        compartment = locker.assignments[a.assignment_id].compartment_id
         result = {
             "assignment_id": a.assignment_id,
             "compartment_id": compartment,
-            "label": self.service.label(compartment),
-            "size": locker.compartments[compartment].size,
+            "label": self.service.label(compartment) if compartment else None,
+            "size": locker.compartments[compartment].size if compartment else a.size,
         }
         return self._commit(lambda: events, result, remember)
 

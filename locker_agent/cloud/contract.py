@@ -87,6 +87,11 @@ class AssignArgs(_Strict):
         description="who the parcel is for; parcels of one customer may share a compartment",
     )
     hold_period_h: Hours | None = Field(default=None, description="default: the locker's policy")
+    hold_compartment: bool = Field(
+        default=True,
+        description="false: hold no compartment now; the smallest free one that fits opens "
+        "when the courier brings the parcel",
+    )
 
 
 class CancelArgs(_Strict):
