@@ -38,7 +38,8 @@ async def seed_demo_parcels(
     for size in DEMO_SIZES:
         if size not in locker.sizes:
             continue
-        code = f"{secrets.randbelow(10**6):06d}"
+        digits = max(8, locker.min_code_length)  # shorter codes are refused as weak
+        code = f"{secrets.randbelow(10**digits):0{digits}d}"
         assignment_id = f"{DEMO_PREFIX}{secrets.token_hex(4)}"
         now = service.now()
         try:
