@@ -116,6 +116,12 @@ def test_open_reaches_the_locker_its_door_opens_and_a_refusal_is_explained(
                   http.get(f"/api/lockers/{REAL_LOCKER}").json()["summary"]["alarms"]):
         assert time.monotonic() < deadline, "no remote_open_alarm on the tile"
         time.sleep(0.05)
+    # an operator may acknowledge it on the dashboard (the locker's lockout stays until a
+    # signed clear_alarm)
+    ack = f"/api/lockers/{REAL_LOCKER}/alarms/remote_open_alarm:/acknowledge"
+    assert http.post(ack).status_code == 200
+    assert http.get(f"/api/lockers/{REAL_LOCKER}").json()["summary"]["alarms"] == []
+    assert http.post(ack).status_code == 404
 
 
 def test_an_unsigned_dashboard_is_refused_where_the_locker_wants_signatures(
