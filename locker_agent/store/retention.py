@@ -11,7 +11,9 @@
   with their links and the dead credentials no other kept assignment uses. An assignment a
   live credential or a pending unlock still refers to is kept;
 * dead credentials with no assignment (revoked or expired courier codes) older than that;
-* inbox rows (command ids remembered for at-most-once) older than ``inbox_days``.
+* inbox rows (command ids remembered for at-most-once) older than ``inbox_days``;
+* used signed tokens a day after they expired (by then the verifier refuses them as expired,
+  so the ledger no longer needs them).
 
 Then it checkpoints the WAL (``TRUNCATE``) and gives free pages back to the file system:
 ``PRAGMA incremental_vacuum`` when the file has ``auto_vacuum = INCREMENTAL``, otherwise a full
@@ -90,6 +92,7 @@ class RetentionReport:
     credentials: int
     links: int
     inbox: int
+    used_tokens: int
     vacuum: str  # "incremental", "full", "not_due", "no_room"
     db_bytes_before: int
     wal_bytes_before: int
@@ -100,7 +103,7 @@ class RetentionReport:
     @property
     def deleted(self) -> int:
         return (self.outbox + self.audit + self.assignments + self.credentials + self.links
-                + self.inbox)
+                + self.inbox + self.used_tokens)
 
     @property
     def bytes_before(self) -> int:
@@ -152,6 +155,11 @@ class Retention:
             "WHERE received_at < :cutoff LIMIT :batch)",
             _cutoff(now, policy.inbox_days),
         )
+        used_tokens = self._delete_in_batches(
+            "DELETE FROM used_token WHERE digest IN (SELECT digest FROM used_token "
+            "WHERE expires_at < :cutoff LIMIT :batch)",
+            _cutoff(now, USED_TOKEN_GRACE_DAYS),
+        )
         vacuum = self._reclaim(db_before + wal_before)
         db_after, wal_after = self.file_sizes()
         report = RetentionReport(
@@ -161,6 +169,7 @@ class Retention:
             credentials=credentials,
             links=links,
             inbox=inbox,
+            used_tokens=used_tokens,
             vacuum=vacuum,
             db_bytes_before=db_before,
             wal_bytes_before=wal_before,
@@ -177,6 +186,7 @@ class Retention:
                 "credentials": credentials,
                 "links": links,
                 "inbox": inbox,
+                "used_tokens": used_tokens,
                 "vacuum": vacuum,
                 "db_bytes_before": db_before,
                 "wal_bytes_before": wal_before,
@@ -285,6 +295,10 @@ class Retention:
         if self._last_vacuum is None:
             return True
         return self._monotonic() - self._last_vacuum >= self._policy.vacuum_interval_h * 3600
+
+
+USED_TOKEN_GRACE_DAYS = 1
+"""Days a used token is remembered past its expiry: well beyond the verifier's clock skew."""
 
 
 def _checkpoint(dbapi: sqlite3.Connection) -> None:

@@ -41,7 +41,9 @@ def agent(link_config: Path, cloud: Cloud) -> Iterator[AgentThread]:
         yield running
 
 
-def assign(cloud: Cloud, assignment_id: str, code: str = "48291300", **extra: Any) -> dict[str, Any]:
+def assign(
+    cloud: Cloud, assignment_id: str, code: str = "48291300", **extra: Any
+) -> dict[str, Any]:
     return cloud.command(
         "assign", {"assignment_id": assignment_id, "pickup_code": code, "size": "S", **extra}
     )

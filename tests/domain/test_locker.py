@@ -1073,7 +1073,9 @@ def test_courier_grant_refusals(rig: Rig) -> None:
     ).field == "courier_id"
     assert rig.refuses(
         DomainError,
-        lambda: rig.locker.grant_courier("dhl-12", code="C-1xxxxx", expires_at=rig.now, now=rig.now),
+        lambda: rig.locker.grant_courier(
+            "dhl-12", code="C-1xxxxx", expires_at=rig.now, now=rig.now
+        ),
     ).field == "expires_at"
 
 

@@ -23,6 +23,7 @@ from locker_agent.daemon import Agent, build_agent
 from locker_agent.domain.model import AssignmentStatus, CredentialKind, DoorState
 from locker_agent.service import LockerService
 from locker_agent.store import InboxRecord, Store
+from locker_agent.store.code_guard import CodeGuardStore
 from locker_agent.store.retention import Retention, RetentionPolicy, RetentionReport
 from tests.conftest import REPO, ConfigWriter
 
@@ -272,6 +273,20 @@ def test_old_inbox_rows_go(rig: Rig) -> None:
     assert report.inbox == 1
     assert rig.store.inbox_reply("cmd-old") is None
     assert rig.store.inbox_reply("cmd-recent") == {"ok": True}
+
+
+def test_used_tokens_are_forgotten_a_day_after_they_expired(rig: Rig) -> None:
+    ledger = CodeGuardStore(rig.store.engine)
+    now = rig.clock.now
+    assert ledger.use_token("old", expires_at=now + timedelta(hours=1), now=now)
+    assert ledger.use_token("late", expires_at=now + timedelta(days=3), now=now)
+    assert not ledger.use_token("old", expires_at=now + timedelta(hours=1), now=now)
+
+    rig.clock.now += timedelta(days=2)
+    report = Retention(rig.store, RetentionPolicy()).run(rig.clock.now)
+
+    assert report.used_tokens == 1
+    assert not ledger.token_used("old") and ledger.token_used("late")
 
 
 def test_a_second_run_deletes_nothing_more(rig: Rig) -> None:
