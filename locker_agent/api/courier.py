@@ -151,7 +151,8 @@ def courier_outcome(context: ApiContext, outcome: CodeOutcome) -> CourierOutcome
 
 def courier_router(context: ApiContext, desk: CourierDeskPort) -> APIRouter:
     router = APIRouter(
-        prefix="/api/kiosk/courier", tags=["courier"], responses=responses(413, 422, 500)
+        prefix="/api/kiosk/courier", tags=["courier"],
+        responses=responses(400, 413, 422, 500),
     )
     session_errors = responses(404, 409)
 

@@ -49,6 +49,7 @@ def from_domain(exc: DomainError) -> ApiError:
 
 
 _STATUS_MESSAGES = {
+    400: ("bad_request", "The request could not be read: send a JSON body in UTF-8."),
     404: ("not_found", "There is nothing here. Go back to the start screen."),
     405: ("method_not_allowed", "That action is not possible here."),
     413: ("too_large", "The request is too large."),

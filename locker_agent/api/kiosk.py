@@ -53,7 +53,9 @@ def door_statuses(context: ApiContext) -> list[DoorStatus]:
 
 
 def kiosk_router(context: ApiContext, feed: LiveFeed) -> APIRouter:
-    router = APIRouter(prefix="/api/kiosk", tags=["kiosk"], responses=responses(413, 422, 500))
+    router = APIRouter(
+        prefix="/api/kiosk", tags=["kiosk"], responses=responses(400, 413, 422, 500)
+    )
     service = context.service
 
     @router.get("/layout", summary="What the kiosk page needs to draw itself")

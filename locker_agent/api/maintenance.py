@@ -48,7 +48,7 @@ def maintenance_router(context: ApiContext) -> APIRouter:
         prefix="/api/maintenance",
         tags=["maintenance"],
         dependencies=[Depends(token_checker(context.maintenance_token))],
-        responses=responses(401, 413, 422, 500),
+        responses=responses(400, 401, 413, 422, 500),
     )
     service = context.service
 

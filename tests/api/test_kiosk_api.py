@@ -17,7 +17,7 @@ def test_layout_gives_every_door_with_its_place(client: httpx.Client) -> None:
     layout = client.get("/api/kiosk/layout").json()
     assert layout["locker_id"] == "kiosk-test"
     assert layout["languages"] == ["en", "ru", "zh-Hant", "it"]
-    assert layout["courier_mode"] is False
+    assert layout["courier_mode"] is True  # the agent has a courier desk
     door = next(d for d in layout["doors"] if d["id"] == "A03")
     assert door == {"id": "A03", "label": "12", "size": "M", "row": 2, "column": 1,
                     "door": "closed", "opening": False}
