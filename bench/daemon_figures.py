@@ -24,6 +24,7 @@ STARTUP = Target("≤ 1.5 s", "p99", 1.5)
 FOOTPRINT = Target("≤ 72 MB", "max", 72.0)
 IDLE = Target("≤ 1 % of one core", "median", 1.0)
 SETTLE_S = 5.0
+SMOKE_SETTLE_S = 2.0
 
 
 def _config(tmp: Path, name: str, broker: Broker, backend: str = "simulated") -> Path:
@@ -51,14 +52,14 @@ def startup(runs: int) -> Figure:
                          "database, hardware, link and API are up"])
 
 
-def footprint(runs: int) -> Figure:
+def footprint(runs: int, settle_s: float = SETTLE_S) -> Figure:
     rss = []
     with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp, \
             Broker(Path(tmp, "broker")) as broker:
         for run in range(runs):
             config = _config(Path(tmp), f"bench-rss-{run}", broker, backend="gpio")
             with DaemonProcess(config, Path(tmp, f"agent-{run}")) as daemon:
-                time.sleep(SETTLE_S)
+                time.sleep(settle_s)
                 process = psutil.Process(daemon.pid)
                 samples = []
                 for _ in range(5):
@@ -67,16 +68,16 @@ def footprint(runs: int) -> Figure:
                 rss.append(statistics.median(samples))
     return Figure("footprint (steady-state RSS)", "MB", rss, f"{len(rss)} daemon processes",
                   FOOTPRINT, notes=[f"gpio backend on MockFactory, MQTT and kiosk API on; "
-                                    f"RSS {SETTLE_S:g} s after READY (MB = 2^20 bytes)"])
+                                    f"RSS {settle_s:g} s after READY (MB = 2^20 bytes)"])
 
 
-def idle_cpu(window_s: float, slices: int = 10) -> Figure:
+def idle_cpu(window_s: float, slices: int = 10, settle_s: float = SETTLE_S) -> Figure:
     usage = []
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp, \
             Broker(Path(tmp, "broker")) as broker:
         config = _config(Path(tmp), "bench-idle", broker)
         with DaemonProcess(config, Path(tmp, "agent")) as daemon:
-            time.sleep(SETTLE_S)
+            time.sleep(settle_s)
             process = psutil.Process(daemon.pid)
             step = window_s / slices
             for _ in range(slices):
@@ -92,9 +93,8 @@ def idle_cpu(window_s: float, slices: int = 10) -> Figure:
 
 
 def run(*, smoke: bool) -> list[Figure]:
-    window = float(os.environ.get("BENCH_IDLE_S", "10" if smoke else "60"))
-    return [
-        startup(3 if smoke else 10),
-        footprint(1 if smoke else 3),
-        idle_cpu(window),
-    ]
+    window = float(os.environ.get("BENCH_IDLE_S", "4" if smoke else "60"))
+    if smoke:
+        return [startup(2), footprint(1, SMOKE_SETTLE_S),
+                idle_cpu(window, slices=2, settle_s=SMOKE_SETTLE_S)]
+    return [startup(10), footprint(3), idle_cpu(window)]

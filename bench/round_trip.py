@@ -77,7 +77,7 @@ def round_trips(samples: int) -> list[float]:
 
 
 def run(*, smoke: bool) -> list[Figure]:
-    timings = round_trips(30 if smoke else 300)
+    timings = round_trips(20 if smoke else 300)
     return [Figure(
         "command round trip (assign → reply)", "ms", timings, f"{len(timings)} commands",
         TARGET, notes=["locker-agent process ↔ local Mosquitto ↔ FleetClient, MQTT 5, QoS 1; "
