@@ -96,7 +96,7 @@ def test_run_then_status_lists_all_24_compartments_and_sigterm_stops_cleanly(
         assert str(state) in lines[0]
         codes = [line.split()[-1] for line in lines if line.startswith("  demo-")]
         assert len(codes) == 3
-        assert all(len(code) == 6 and code.isdigit() for code in codes)
+        assert all(len(code) == 8 and code.isdigit() for code in codes)
 
         status = cli("status", "--config", str(REPO / "config" / "simulated.toml"),
                      LOCKER_AGENT_STATE_DIR=str(state))
