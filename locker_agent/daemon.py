@@ -449,30 +449,38 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
 
 def build_code_gate(config: AgentConfig, store: Store) -> CodeGate:
     """Lockouts from the policies, and the keys that signed QR tokens are checked against."""
-    policies = config.policies
     try:
         keys = [load_public_key(value) for value in config.tokens.public_keys]
     except (SigningKeyError, OSError, ValueError) as exc:
         raise StartupError(f"tokens.public_keys: {exc}") from exc
+    customer, courier = lockout_policies(config.policies)
+    return CodeGate(
+        CodeGuardStore(store.engine),
+        customer_policy=customer,
+        courier_policy=courier,
+        public_keys=keys,
+        locker_id=config.locker_id,
+        max_courier_validity_s=config.tokens.max_courier_validity_h * 3600,
+    )
+
+
+def lockout_policies(policies: Policies) -> tuple[LockoutPolicy, LockoutPolicy]:
+    """The customers' and the couriers' lockout, as the config sets them."""
     per_input = partial(
         LockoutPolicy,
         free_failures=policies.lockout_free_attempts,
         first_delay_s=policies.lockout_first_delay_s,
         max_delay_s=policies.lockout_max_delay_s,
     )
-    return CodeGate(
-        CodeGuardStore(store.engine),
-        customer_policy=per_input(
+    return (
+        per_input(
             locker_burst=policies.lockout_locker_burst,
             locker_per_hour=policies.lockout_locker_per_hour,
         ),
-        courier_policy=per_input(
+        per_input(
             locker_burst=policies.courier_lockout_locker_burst,
             locker_per_hour=policies.courier_lockout_locker_per_hour,
         ),
-        public_keys=keys,
-        locker_id=config.locker_id,
-        max_courier_validity_s=config.tokens.max_courier_validity_h * 3600,
     )
 
 

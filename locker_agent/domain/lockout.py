@@ -20,9 +20,13 @@ stores :meth:`CodeLockout.snapshot`), so pulling the power does not refill the b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+_EPSILON = 1e-9
+"""Float rounding in the refill must not keep a token just out of reach."""
 
 
 @dataclass(frozen=True)
@@ -78,14 +82,17 @@ class CodeLockout:
         state = self._inputs.get(source)
         if state is not None and state.blocked_until is not None:
             waits.append((state.blocked_until - now).total_seconds())
-        if self.tokens < 1.0:
+        if self.tokens < 1.0 - _EPSILON:
             waits.append((1.0 - self.tokens) * 3600.0 / self.policy.locker_per_hour)
-        return max(waits)
+        wait = max(waits)
+        # whole milliseconds, never a sliver: a wait shorter than the clock's resolution
+        # would leave the bucket a rounding error short of a token for ever
+        return math.ceil(wait * 1000) / 1000 if wait > 0 else 0.0
 
     def locker_locked(self, now: datetime) -> bool:
         """Has the whole locker run out of tries (rather than one input)?"""
         self._refill(now)
-        return self.tokens < 1.0
+        return self.tokens < 1.0 - _EPSILON
 
     # ---------------------------------------------------------------- outcomes
 
