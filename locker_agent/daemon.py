@@ -430,6 +430,9 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
         fail_closed(service, loss)
     agent = Agent(config, store, service, locks, doors, simulator)
     agent.courier_desk = CourierDesk(service, idle_timeout_s=policies.courier_session_idle_s)
+    subscribe_boards = getattr(doors, "subscribe_boards", None)  # lock-control boards (rs485)
+    if subscribe_boards is not None:
+        subscribe_boards(service.board_changed)
     agent.inputs.extend(build_code_inputs(config, locks))
     agent.retention = Retention(store, RetentionPolicy.from_config(config.retention))
     if cloud and config.mqtt.enabled:

@@ -312,6 +312,40 @@ class LockerService:
         verb = "is" if len(opened) == 1 else "are"
         return CodeOutcome(True, f"{noun} {labels} {verb} opening — {then}", compartments=opened)
 
+    # ------------------------------------------------------------ lock boards
+
+    def board_changed(self, board: int, online: bool, compartments: Sequence[str]) -> None:
+        """A lock-control board stopped answering (or answers again).
+
+        Its compartments go out of service while it is silent, so no customer is sent to a
+        door that cannot open, and come back when it answers — unless something else took
+        them out meanwhile. Never fatal: the rest of the locker keeps working.
+        """
+        reason = f"lock board {board} is not answering"
+        now = self._now()
+        event = DomainEvent("board_online" if online else "board_offline", now,
+                            data={"board": board, "compartments": list(compartments)})
+
+        def transition() -> list[DomainEvent]:
+            events = [event]
+            for compartment_id in compartments:
+                compartment = self.locker.compartments.get(compartment_id)
+                if compartment is None:
+                    continue
+                if not online:
+                    events += self.locker.set_compartment_service(
+                        compartment_id, in_service=False, reason=reason, now=now)
+                elif compartment.out_of_service_reason == reason:
+                    events += self.locker.set_compartment_service(
+                        compartment_id, in_service=True, reason=None, now=now)
+            return events
+
+        try:
+            self.apply(transition)
+        except Exception:
+            logger.exception("could not record a lock board change",
+                             extra={"fields": {"board": board, "online": online}})
+
     # -------------------------------------------------------------------- doors
 
     def _door_changed(self, compartment_id: str, state: DoorState) -> None:
@@ -481,7 +515,8 @@ class LockerService:
 
 
 _ALARMS = frozenset({
-    "door_forced", "door_jammed", "door_left_open", "unlock_abandoned", "out_of_service",
+    "board_offline", "door_forced", "door_jammed", "door_left_open", "unlock_abandoned",
+    "out_of_service",
 })
 JAM_ATTEMPTS = 2
 """Pulses given to a door that does not open before the compartment is taken out of service."""

@@ -274,7 +274,7 @@ def test_watch_prints_one_json_line_per_event(
         assert read_line(watcher.stderr, 20).startswith("watching ")
         for n in (1, 2):
             code, _ = ctl.reply(LOCKER, "assign", f"assignment_id=PKG-{n}",
-                                f"pickup_code=48291{n}", "size=S")
+                                f"pickup_code=4829100{n}", "size=S")
             assert code == 0
         assert watcher.wait(20) == 0
         lines = watcher.stdout.read().splitlines()

@@ -299,3 +299,33 @@ def test_shutdown_lets_a_pulse_finish_and_leaves_every_lock_off(
         assert "unlock_pulsed" in event_types(agent)
 
     run(scenario())
+
+
+def test_a_silent_lock_board_takes_its_compartments_out_until_it_answers(
+    write_config: ConfigWriter, clean_env: None
+) -> None:
+    async def scenario() -> None:
+        async with running(write_config()) as agent:
+            service = agent.service
+            service.apply(lambda: service.locker.set_compartment_service(
+                "A02", in_service=False, reason="cleaning", now=service.now()))
+            service.board_changed(1, False, ("A01", "A02"))
+            assert not service.locker.compartments["A01"].in_service
+            outcome = await deposit_refused(agent)
+            assert outcome
+            service.board_changed(1, True, ("A01", "A02"))
+            assert service.locker.compartments["A01"].in_service
+            assert service.locker.compartments["A02"].out_of_service_reason == "cleaning"
+            offline = [e for e in agent.store.all_events() if e.type == "board_offline"]
+            assert offline[0].data == {"board": 1, "compartments": ["A01", "A02"]}
+            assert "board_online" in event_types(agent)
+
+    async def deposit_refused(agent: Agent) -> bool:
+        service = agent.service
+        service.apply(lambda: service.locker.reserve(
+            "p-9", pickup_code="99001122", size="S", now=service.now(),
+            hold_seconds=HOUR, reservation_ttl_s=HOUR))
+        # the parcel is placed in a compartment whose board answers
+        return service.locker.assignments["p-9"].compartment_id not in ("A01", "A02")
+
+    run(scenario())

@@ -59,6 +59,8 @@ class SerialPort(Protocol):
 
 
 SerialFactory = Callable[..., SerialPort]
+BoardListener = Callable[[int, bool, tuple[str, ...]], None]
+"""Told ``(board, online, compartments)`` when a board stops answering or answers again."""
 """Called like ``serial.Serial(port=..., baudrate=..., bytesize=8, parity="N", stopbits=1,
 timeout=..., write_timeout=...)``."""
 
@@ -132,6 +134,7 @@ class Rs485Locker(LockDriver, DoorSensors):
         self._bus_lock = asyncio.Lock()
         self._pulse_locks: dict[str, asyncio.Lock] = {}
         self._poll_task: asyncio.Task[None] | None = None
+        self._board_listeners: list[BoardListener] = []
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -193,6 +196,21 @@ class Rs485Locker(LockDriver, DoorSensors):
 
     def offline_boards(self) -> set[int]:
         return set(self._offline)
+
+    def subscribe_boards(self, listener: BoardListener) -> None:
+        """Call ``listener(board, online, compartments)`` when a board drops off or comes back.
+
+        Runs on the event loop; a listener that raises is logged and does not stop polling.
+        """
+        self._board_listeners.append(listener)
+
+    def _tell_board(self, board: int, online: bool) -> None:
+        compartments = tuple(sorted(c for c, (b, _) in self._channels.items() if b == board))
+        for listener in list(self._board_listeners):
+            try:
+                listener(board, online, compartments)
+            except Exception:
+                logger.exception("board listener failed for board %d", board)
 
     # -- LockDriver -------------------------------------------------------------------------
 
@@ -257,23 +275,29 @@ class Rs485Locker(LockDriver, DoorSensors):
             self._board_answered(board, status)
 
     def _board_failed(self, board: int, exc: HardwareError) -> None:
-        if board not in self._offline:
+        went_offline = board not in self._offline
+        if went_offline:
             self._offline.add(board)
             logger.warning("RS485 board %d went offline: %s", board, exc)
         for cid, (b, _) in self._channels.items():
             if b == board:
                 self._doors.update(cid, DoorState.UNKNOWN, notify=self.started)
+        if went_offline:
+            self._tell_board(board, online=False)
 
     def _board_answered(self, board: int, status: kerong.BoardStatus) -> None:
         if not self.started:
             return
-        if board in self._offline:
+        came_back = board in self._offline
+        if came_back:
             self._offline.discard(board)
             logger.info("RS485 board %d is back online", board)
         for cid, (b, index) in self._channels.items():
             if b == board:
                 is_open = status.door_open(index, open_when_set=self.lock_bit_open_when_set)
                 self._doors.update(cid, DoorState.OPEN if is_open else DoorState.CLOSED)
+        if came_back:
+            self._tell_board(board, online=True)
 
     # -- the bus ----------------------------------------------------------------------------
 

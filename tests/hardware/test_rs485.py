@@ -198,6 +198,8 @@ def test_silent_board_goes_offline_and_comes_back(
 ) -> None:
     locker = make_locker(bus)
     recorder = DoorRecorder()
+    boards: list[tuple[int, bool, tuple[str, ...]]] = []
+    locker.subscribe_boards(lambda *change: boards.append(change))
 
     async def scenario() -> None:
         await locker.start()
@@ -220,6 +222,9 @@ def test_silent_board_goes_offline_and_comes_back(
         await eventually(lambda: locker.read()["A03"] is DoorState.CLOSED, what="A03 refreshed")
         assert recorder.changes == [("A03", DoorState.UNKNOWN), ("A03", DoorState.CLOSED)]
         await locker.unlock("A03", PULSE_S)
+        assert [(board, online) for board, online, _ in boards] == [(1, False), (1, True)]
+        assert boards[0][2] == boards[1][2]  # the compartments wired to board 1
+        assert "A03" in boards[0][2] and "A01" not in boards[0][2]
 
     with caplog.at_level(logging.INFO, logger="locker_agent.hardware.rs485"):
         run_locker(locker, scenario)
