@@ -134,7 +134,12 @@ class LockerService:
         except Exception:
             self.locker = self._reload()
             raise
-        record = inbox(events) if inbox is not None else None
+        try:
+            record = inbox(events) if inbox is not None else None
+        except Exception:
+            # the transition changed memory; without its record it must not stay there
+            self.locker = self._reload()
+            raise
         if not events and not self.locker.has_changes and record is None and not policy_overrides:
             return []
         try:

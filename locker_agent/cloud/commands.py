@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -283,96 +284,120 @@ class CommandProcessor:
     def _commit(
         self,
         transition: Callable[[], list[DomainEvent]],
-        result: dict[str, Any],
+        result_of: Callable[[list[DomainEvent]], dict[str, Any]],
         remember: Callable[[dict[str, Any]], InboxRecordFactory],
         **kwargs: Any,
     ) -> dict[str, Any]:
-        self.service.apply(transition, inbox=remember(result), **kwargs)
+        """Run ``transition`` inside the service's apply, so a failure anywhere in it (not only
+        a refusal) leaves memory rebuilt from the file; the reply is read from the state it
+        left, and remembered in the same transaction."""
+        result: dict[str, Any] = {}
+
+        def record(events: Sequence[DomainEvent]) -> InboxRecord:
+            result.update(result_of(list(events)))
+            return remember(result)(events)
+
+        self.service.apply(transition, inbox=record, **kwargs)
         return result
 
     def _cmd_assign(self, a: c.AssignArgs, remember: Remember) -> dict[str, Any]:
         locker, now = self.service.locker, self.service.now()
         hold_h = a.hold_period_h or self.policies.hold_period_h
-        events = locker.reserve(
+
+        def result(_: list[DomainEvent]) -> dict[str, Any]:
+            compartment = locker.assignments[a.assignment_id].compartment_id
+            return {
+                "assignment_id": a.assignment_id,
+                "compartment_id": compartment,
+                "label": self.service.label(compartment) if compartment else None,
+                "size": locker.compartments[compartment].size if compartment else a.size,
+            }
+
+        return self._commit(partial(
+            locker.reserve,
             a.assignment_id, pickup_code=a.pickup_code, now=now, hold_seconds=hold_h * 3600,
             reservation_ttl_s=self.policies.reservation_ttl_h * 3600, size=a.size,
             compartment_id=a.compartment_id, accessible=a.accessible,
             customer_ref=a.customer_ref, barcode=a.barcode, hold_compartment=a.hold_compartment,
-        )
-        compartment = locker.assignments[a.assignment_id].compartment_id
-        result = {
-            "assignment_id": a.assignment_id,
-            "compartment_id": compartment,
-            "label": self.service.label(compartment) if compartment else None,
-            "size": locker.compartments[compartment].size if compartment else a.size,
-        }
-        return self._commit(lambda: events, result, remember)
+        ), result, remember)
 
     def _cmd_cancel(self, a: c.CancelArgs, remember: Remember) -> dict[str, Any]:
         locker = self.service.locker
-        events = locker.cancel(a.assignment_id, reason=a.reason, now=self.service.now())
-        status = locker.assignments.get(a.assignment_id)
-        result = {
-            "assignment_id": a.assignment_id,
-            "status": status.status.value if status else AssignmentStatus.CANCELLED.value,
-        }
-        return self._commit(lambda: events, result, remember)
+
+        def result(_: list[DomainEvent]) -> dict[str, Any]:
+            status = locker.assignments.get(a.assignment_id)
+            return {
+                "assignment_id": a.assignment_id,
+                "status": status.status.value if status else AssignmentStatus.CANCELLED.value,
+            }
+
+        return self._commit(partial(
+            locker.cancel, a.assignment_id, reason=a.reason, now=self.service.now()
+        ), result, remember)
 
     def _cmd_extend(self, a: c.ExtendArgs, remember: Remember) -> dict[str, Any]:
         locker = self.service.locker
-        events = locker.extend(a.assignment_id, seconds=a.hours * 3600, now=self.service.now())
-        assignment = locker.assignments[a.assignment_id]
-        remaining = (
-            locker.clock.remaining(assignment.hold_deadline)
-            if assignment.hold_deadline is not None else assignment.hold_seconds
-        )
-        result = {"assignment_id": a.assignment_id, "hold_remaining_s": round(remaining)}
-        return self._commit(lambda: events, result, remember)
+
+        def result(_: list[DomainEvent]) -> dict[str, Any]:
+            assignment = locker.assignments[a.assignment_id]
+            remaining = (
+                locker.clock.remaining(assignment.hold_deadline)
+                if assignment.hold_deadline is not None else assignment.hold_seconds
+            )
+            return {"assignment_id": a.assignment_id, "hold_remaining_s": round(remaining)}
+
+        return self._commit(partial(
+            locker.extend, a.assignment_id, seconds=a.hours * 3600, now=self.service.now()
+        ), result, remember)
 
     def _cmd_announce_return(self, a: c.AnnounceReturnArgs, remember: Remember) -> dict[str, Any]:
         valid_h = a.valid_h or self.policies.reservation_ttl_h
-        events = self.service.locker.announce_return(
+        return self._commit(partial(
+            self.service.locker.announce_return,
             a.assignment_id, size=a.size, return_code=a.return_code, now=self.service.now(),
             ttl_s=valid_h * 3600, customer_ref=a.customer_ref,
-        )
-        return self._commit(lambda: events, {"assignment_id": a.assignment_id}, remember)
+        ), lambda _: {"assignment_id": a.assignment_id}, remember)
 
     def _cmd_grant_courier(self, a: c.GrantCourierArgs, remember: Remember) -> dict[str, Any]:
-        events = self.service.locker.grant_courier(
-            a.courier_id, code=a.code, expires_at=a.expires_at, now=self.service.now()
-        )
-        return self._commit(lambda: events, {"courier_id": a.courier_id}, remember)
+        return self._commit(partial(
+            self.service.locker.grant_courier,
+            a.courier_id, code=a.code, expires_at=a.expires_at, now=self.service.now(),
+        ), lambda _: {"courier_id": a.courier_id}, remember)
 
     def _cmd_revoke_courier(self, a: c.RevokeCourierArgs, remember: Remember) -> dict[str, Any]:
-        events = self.service.locker.revoke_courier(a.courier_id, now=self.service.now())
-        return self._commit(lambda: events, {"courier_id": a.courier_id}, remember)
+        return self._commit(partial(
+            self.service.locker.revoke_courier, a.courier_id, now=self.service.now()
+        ), lambda _: {"courier_id": a.courier_id}, remember)
 
     def _cmd_revoke_code(self, a: c.RevokeCodeArgs, remember: Remember) -> dict[str, Any]:
-        events = self.service.locker.revoke_codes(a.assignment_id, now=self.service.now())
-        return self._commit(lambda: events, {"assignment_id": a.assignment_id}, remember)
+        return self._commit(partial(
+            self.service.locker.revoke_codes, a.assignment_id, now=self.service.now()
+        ), lambda _: {"assignment_id": a.assignment_id}, remember)
 
     def _cmd_remote_pickup(self, a: c.RemotePickupArgs, remember: Remember) -> dict[str, Any]:
         self._police_remote_open(remember)
-        locker = self.service.locker
-        events = locker.begin_remote_pickup(
-            a.assignment_id, actor="customer_app", now=self.service.now()
-        )
-        compartment = events[0].compartment_id or ""
-        result = {"compartment_id": compartment, "label": self.service.label(compartment)}
-        self._commit(lambda: events, result, remember)
+
+        def result(events: list[DomainEvent]) -> dict[str, Any]:
+            compartment = events[0].compartment_id or ""
+            return {"compartment_id": compartment, "label": self.service.label(compartment)}
+
+        answer = self._commit(partial(
+            self.service.locker.begin_remote_pickup,
+            a.assignment_id, actor="customer_app", now=self.service.now(),
+        ), result, remember)
         self._limiter.record(self._monotonic())  # only openings that really happen count
-        return result
+        return answer
 
     def _cmd_open(self, a: c.OpenArgs, remember: Remember) -> dict[str, Any]:
         self._police_remote_open(remember)
-        events = self.service.locker.begin_operator_open(
+        answer = self._commit(partial(
+            self.service.locker.begin_operator_open,
             a.compartment_id, actor=f"operator:{a.operator}", reason=a.reason,
             now=self.service.now(), remote=True,
-        )
-        result = {"compartment_id": a.compartment_id, "label": self.service.label(a.compartment_id)}
-        self._commit(lambda: events, result, remember)
+        ), lambda _: {"compartment_id": a.compartment_id,
+                      "label": self.service.label(a.compartment_id)}, remember)
         self._limiter.record(self._monotonic())
-        return result
+        return answer
 
     def _police_remote_open(self, remember: Remember) -> None:
         """Refuse a remote opening over the limit, and raise the alarm that locks them all."""
@@ -386,27 +411,32 @@ class CommandProcessor:
             refusal = RemoteOpenRefused(
                 f"remote opening refused: {reason}; an operator must clear the alarm"
             )
-            events = locker.trip_remote_open_alarm(reason=reason, now=self.service.now())
-            self.service.apply(lambda: events)
+            self.service.apply(partial(
+                locker.trip_remote_open_alarm, reason=reason, now=self.service.now()
+            ))
             raise refusal
 
     def _cmd_set_service(self, a: c.SetServiceArgs, remember: Remember) -> dict[str, Any]:
         locker, now = self.service.locker, self.service.now()
-        if a.compartment_id is None:
-            events = locker.set_locker_service(in_service=a.in_service, reason=a.reason, now=now)
-        else:
-            events = locker.set_compartment_service(
-                a.compartment_id, in_service=a.in_service, reason=a.reason, now=now
-            )
-        result = {"compartment_id": a.compartment_id, "in_service": a.in_service}
-        return self._commit(lambda: events, result, remember)
+        transition = (
+            partial(locker.set_locker_service, in_service=a.in_service, reason=a.reason, now=now)
+            if a.compartment_id is None else
+            partial(locker.set_compartment_service, a.compartment_id, in_service=a.in_service,
+                    reason=a.reason, now=now)
+        )
+        return self._commit(
+            transition,
+            lambda _: {"compartment_id": a.compartment_id, "in_service": a.in_service},
+            remember,
+        )
 
     def _cmd_clear_alarm(self, a: c.ClearAlarmArgs, remember: Remember) -> dict[str, Any]:
-        events = self.service.locker.clear_remote_open_alarm(
-            operator=a.operator, reason=a.reason, now=self.service.now()
-        )
+        answer = self._commit(partial(
+            self.service.locker.clear_remote_open_alarm,
+            operator=a.operator, reason=a.reason, now=self.service.now(),
+        ), lambda _: {"cleared": True}, remember)
         self._limiter.reset()
-        return self._commit(lambda: events, {"cleared": True}, remember)
+        return answer
 
     def _cmd_set_config(self, a: c.SetConfigArgs, remember: Remember) -> dict[str, Any]:
         changes = a.model_dump(exclude_none=True)
@@ -414,8 +444,8 @@ class CommandProcessor:
         overrides = {**self.service.store.policy_overrides(), **changes}
         now = self.service.now()
         event = DomainEvent("config_changed", now, data={"changes": changes})
-        result = {"policies": updated.as_dict()}
-        self._commit(lambda: [event], result, remember, policy_overrides=overrides)
+        result = self._commit(lambda: [event], lambda _: {"policies": updated.as_dict()},
+                              remember, policy_overrides=overrides)
         self.set_policies(updated)
         return result
 

@@ -308,7 +308,8 @@ WRONG_VALUES: dict[str, st.SearchStrategy[Any]] = {
     **dict.fromkeys(["hours", "hold_period_h", "valid_h", "reservation_ttl_h"], HOURS),
     "remote_open_limit": st.integers(-5, 200) | st.booleans(),
     **dict.fromkeys(["remote_open_window_s", "telemetry_interval_s"], HOURS),
-    **dict.fromkeys(["in_service", "accessible"], st.sampled_from(["yes", "true", 1, 0, None])),
+    **dict.fromkeys(["in_service", "accessible", "hold_compartment"],
+                    st.sampled_from(["yes", "true", 1, 0, None])),
     "expires_at": st.sampled_from(["2030-01-01T00:00:00", "2020-01-01T00:00:00Z", "soon", ""]),
     **dict.fromkeys(["from_seq", "to_seq"], st.integers(-5, 10**20)),
 }
@@ -333,7 +334,7 @@ VALID_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "remote_open_limit": st.integers(0, 100),
     "remote_open_window_s": st.floats(0.1, 86400),
     "telemetry_interval_s": st.floats(10, 86400),
-    **dict.fromkeys(["in_service", "accessible"], st.booleans()),
+    **dict.fromkeys(["in_service", "accessible", "hold_compartment"], st.booleans()),
     "expires_at": COURIER_EXPIRY,
     **dict.fromkeys(["from_seq", "to_seq"], st.integers(1, 100)),
 }
