@@ -12,9 +12,11 @@ import psutil
 
 def _cpu_model() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "model\t")):
-                return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        for key in ("model name", "hardware", "model"):  # x86, then ARM boards
+            for line in lines:
+                if line.lower().split(":")[0].strip() == key:
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()

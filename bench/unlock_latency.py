@@ -40,7 +40,7 @@ def measure_backend(
 
 
 def run(*, smoke: bool) -> list[Figure]:
-    samples = 15 if smoke else 300
+    samples = 15 if smoke else 200
     figures = []
     for backend, label in (("simulated", "simulated"), ("gpio", "gpio, gpiozero MockFactory")):
         latencies = measure_backend(backend, samples)
