@@ -70,7 +70,7 @@ async def _test_one(
                                  "the door is already open: close it and test again")
     try:
         service.apply(partial(service.locker.begin_operator_open, compartment_id, actor=ACTOR,
-                              reason=REASON, now=service.now()))
+                              reason=REASON, now=service.now(), source="hw-test"))
     except DomainError as exc:
         return CompartmentResult(compartment_id, label, None, False, exc.message)
     loop = asyncio.get_running_loop()

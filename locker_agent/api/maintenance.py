@@ -81,7 +81,8 @@ def maintenance_router(context: ApiContext) -> APIRouter:
     ) -> ActionResult:
         def transition() -> list[DomainEvent]:
             return service.locker.begin_operator_open(
-                compartment_id, actor=ACTOR, reason=request.reason, now=service.now()
+                compartment_id, actor=ACTOR, reason=request.reason, now=service.now(),
+                source="maintenance_api",
             )
 
         label = context.place(compartment_id).label

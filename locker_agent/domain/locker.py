@@ -611,7 +611,8 @@ class Locker:
         raise UnknownAssignment(f"no parcel {reference!r} is expected here", field="parcel")
 
     def begin_operator_open(
-        self, compartment_id: str, *, actor: str, reason: str, now: datetime, remote: bool = False
+        self, compartment_id: str, *, actor: str, reason: str, now: datetime, remote: bool = False,
+        source: str | None = None,
     ) -> list[DomainEvent]:
         """An operator opens one compartment; it changes no parcel's state."""
         if not reason:
@@ -620,7 +621,8 @@ class Locker:
             self._require_remote_open_allowed()
         self._require_openable(compartment_id, allow_out_of_service=True)
         return [
-            self._begin(compartment_id, UnlockPurpose.OPERATOR, actor, set(), now, reason=reason)
+            self._begin(compartment_id, UnlockPurpose.OPERATOR, actor, set(), now, reason=reason,
+                        source=source or ("cloud" if remote else None))
         ]
 
     def record_pulse(
