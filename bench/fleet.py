@@ -9,7 +9,6 @@ default is 300 s), so the idle figure is an upper bound of a default locker's.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 import uuid
@@ -21,6 +20,7 @@ from bench.broker import Broker
 from bench.daemon import DaemonProcess
 from bench.figures import Figure, Target
 from bench.lockers import write_locker_config
+from bench.round_trip import no_delay
 from locker_agent.ctl.client import ConnectionOptions, FleetClient
 
 IDLE = Target("≤ 1 KB/min per locker", "median", 1024.0)
@@ -34,12 +34,6 @@ def _delta(after: dict[str, float], before: dict[str, float], overhead: dict[str
            ) -> dict[str, float]:
     return {k: after[f"$SYS/broker/{k}"] - before[f"$SYS/broker/{k}"] - overhead.get(k, 0.0)
             for k in COUNTERS}
-
-
-def _no_delay(client: FleetClient) -> None:
-    sock = client._client.socket()
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def fleet(agents: int, idle_s: float, slices: int, deliveries: int) -> list[Figure]:
@@ -82,7 +76,7 @@ def fleet(agents: int, idle_s: float, slices: int, deliveries: int) -> list[Figu
             rush_before = broker.counters()
             replies = []
             with FleetClient(ConnectionOptions(host=broker.host, port=broker.port)) as cloud:
-                _no_delay(cloud)
+                no_delay(cloud)
                 rush_started = time.monotonic()
                 for round_ in range(deliveries):
                     for n in range(agents):

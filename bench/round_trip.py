@@ -31,7 +31,7 @@ def no_delay(client: FleetClient) -> None:
     the peer delays by up to 40 ms. The cloud's side is not what this figure measures.
     """
     sock = client._client.socket()
-    if sock is not None:
+    if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 

@@ -39,7 +39,8 @@ def commit_times(rounds: int) -> tuple[list[float], list[float]]:
             store.migrate()
             locker = store.load(config.locker_id, compartments_from(config),
                                 CodeHasher(b"k" * 32), sizes=config.sizes)
-            wall, cpu = [], []
+            wall: list[float] = []
+            cpu: list[float] = []
             for index in range(rounds):
                 now = datetime.now(UTC)
                 assignment_id = f"p-{index}"

@@ -10,6 +10,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, Protocol
 
 import httpx
@@ -88,17 +89,26 @@ async def load_parcels(agent: Agent, doors: Doors, count: int) -> list[tuple[str
         if not free:
             break
         compartment_id = free[0].id
-        service.apply(lambda a=assignment_id, k=code, c=compartment_id, t=now: (
-            service.locker.reserve(a, pickup_code=k, compartment_id=c, now=t,
-                                   hold_seconds=72 * HOUR, reservation_ttl_s=24 * HOUR)))
-        service.apply(lambda a=assignment_id, t=now: service.locker.begin_deposit(
-            a, actor="bench-courier", now=t))
-        await until(lambda c=compartment_id: c in agent.locks.energised())
+        service.apply(partial(
+            service.locker.reserve, assignment_id, pickup_code=code,
+            compartment_id=compartment_id, now=now, hold_seconds=72 * HOUR,
+            reservation_ttl_s=24 * HOUR))
+        service.apply(partial(
+            service.locker.begin_deposit, assignment_id, actor="bench-courier", now=now))
+        await until(partial(_energised, agent, compartment_id))
         await settle_door(agent, doors, compartment_id)
-        await until(lambda a=assignment_id: service.locker.assignments[a].status
-                    is AssignmentStatus.DEPOSITED)
+        await until(partial(_deposited, agent, assignment_id))
         loaded.append((compartment_id, code))
     return loaded
+
+
+def _energised(agent: Agent, compartment_id: str) -> bool:
+    return compartment_id in agent.locks.energised()
+
+
+def _deposited(agent: Agent, assignment_id: str) -> bool:
+    status = agent.service.locker.assignments[assignment_id].status
+    return status is AssignmentStatus.DEPOSITED
 
 
 async def settle_door(agent: Agent, doors: Doors, compartment_id: str) -> None:
