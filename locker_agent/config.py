@@ -314,8 +314,9 @@ class MqttConfig(_Section):
     stampede a restarted broker."""
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, le=2**32 - 1)
     """MQTT 5 session expiry: the broker keeps QoS 1 commands for an offline locker this long."""
-    max_inflight: int = Field(default=20, ge=1, le=1000)
-    """Events published and awaiting the broker's PUBACK at once."""
+    max_inflight: int = Field(default=200, ge=1, le=1000)
+    """Events published and awaiting the broker's PUBACK at once. Measured: 100,000 queued
+    events drain in 17.5 s at 200, 47 s at 20 (docs/benchmarks.md)."""
     command_horizon_h: float = Field(default=168, gt=0, le=24 * 30)
     """A command's expires_at may lie at most this far ahead; command ids are remembered as
     long, so a command can never be applied twice while it is still valid."""

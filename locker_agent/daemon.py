@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from locker_agent import __version__
-from locker_agent.api import ApiContext, Place, create_app
-from locker_agent.api.server import ApiServer, ApiServerError
-from locker_agent.api.token import TokenError, load_or_create_token
 from locker_agent.cloud.commands import CommandProcessor
 from locker_agent.cloud.link import MqttLink
 from locker_agent.cloud.local_broker import LocalBroker, LocalBrokerError
@@ -64,6 +61,7 @@ from locker_agent.systemd_notify import (
 )
 
 if TYPE_CHECKING:
+    from locker_agent.api.server import ApiServer
     from locker_agent.hardware.gpio import GpioLocker
     from locker_agent.hardware.rs485 import Rs485Locker
 
@@ -96,6 +94,8 @@ class Agent:
         await self.doors.start()
         await self.service.start()
         if self.api is not None:
+            from locker_agent.api.server import ApiServerError  # loaded with the API
+
             try:
                 await self.api.start()
             except ApiServerError as exc:
@@ -488,7 +488,15 @@ def lockout_policies(policies: Policies) -> tuple[LockoutPolicy, LockoutPolicy]:
 
 
 def build_api(agent: Agent) -> None:
-    """The local HTTP API and kiosk page, served on the agent's loop (see Agent.start)."""
+    """The local HTTP API and kiosk page, served on the agent's loop (see Agent.start).
+
+    Imported here, not at the top: a locker without a kiosk never loads FastAPI and uvicorn
+    (measured in docs/benchmarks.md).
+    """
+    from locker_agent.api import ApiContext, Place, create_app
+    from locker_agent.api.server import ApiServer
+    from locker_agent.api.token import TokenError, load_or_create_token
+
     config = agent.config
     try:
         token = load_or_create_token(config.state_dir)

@@ -40,6 +40,7 @@ from locker_agent import __version__
 from locker_agent.cloud import contract as c
 from locker_agent.cloud.commands import CommandProcessor
 from locker_agent.cloud.outbox_guard import OutboxGuard
+from locker_agent.cloud.tcp import send_without_delay
 from locker_agent.cloud.topics import Topics
 from locker_agent.config import MqttConfig
 from locker_agent.service import LockerService
@@ -222,6 +223,8 @@ class MqttLink:
             self._loop.call_soon_threadsafe(action)
 
     def _on_socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        send_without_delay(sock)
+
         def watch() -> None:
             assert self._loop is not None
             self._socket = sock
@@ -583,3 +586,4 @@ class MqttLink:
         deadline = self._monotonic() + timeout
         while not info.is_published() and self._monotonic() < deadline:
             await asyncio.sleep(0.02)
+

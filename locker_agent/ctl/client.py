@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from locker_agent.cloud.signing import canonical_command, sign
+from locker_agent.cloud.tcp import send_without_delay
 
 
 class CtlError(Exception):
@@ -88,6 +89,7 @@ class FleetClient:
         self._subacks: dict[int, list[Any]] = {}
         self._subacked = threading.Condition()
         self._client.on_connect = self._on_connect
+        self._client.on_socket_open = lambda _c, _u, sock: send_without_delay(sock)
         self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
