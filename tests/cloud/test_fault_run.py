@@ -83,7 +83,7 @@ def test_fault_run(
         resends = 0
         for n in range(COMMANDS):
             name = "assign" if n % 2 == 0 else "cancel"
-            args = ({"assignment_id": f"f-{n // 2}", "pickup_code": f"{200000 + n // 2}",
+            args = ({"assignment_id": f"f-{n // 2}", "pickup_code": f"{20000000 + n // 2}",
                      "size": "S"} if name == "assign"
                     else {"assignment_id": f"f-{n // 2}", "reason": "fault run"})
             envelope = cloud.client.envelope(LOCKER, name, args)

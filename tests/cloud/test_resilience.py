@@ -102,7 +102,7 @@ def test_sigkill_mid_stream_loses_no_event_and_applies_no_command_twice(
         try:
             envelopes = [
                 cloud.client.envelope(LOCKER, "assign" if n % 2 == 0 else "cancel", {
-                    "assignment_id": f"p-{n // 2}", "pickup_code": f"{100000 + n // 2}",
+                    "assignment_id": f"p-{n // 2}", "pickup_code": f"{10000000 + n // 2}",
                     "size": "S",
                 } if n % 2 == 0 else {"assignment_id": f"p-{n // 2}", "reason": "test"})
                 for n in range(total)
