@@ -76,8 +76,11 @@ class CodeGate:
 
     # ----------------------------------------------------------------- lockout
 
-    def check(self, namespace: Namespace, source: str, now: datetime) -> None:
-        """Raise :class:`LockedOut` if ``source`` may not try a code of ``namespace`` now."""
+    def check(self, namespace: Namespace, source: str, now: float) -> None:
+        """Raise :class:`LockedOut` if ``source`` may not try a code of ``namespace`` now.
+
+        ``now`` is the service clock (seconds), never the wall clock: see domain/lockout.py.
+        """
         lockout = self._lockouts[namespace]
         wait = lockout.wait_for(source, now)
         if wait > 0:
@@ -90,17 +93,17 @@ class CodeGate:
                 message = f"Too many wrong codes. Please try again in {_minutes(wait)}."
             raise LockedOut(message, retry_after_s=round(wait, 1))
 
-    def failed(self, namespace: Namespace, source: str, now: datetime) -> Failure:
+    def failed(self, namespace: Namespace, source: str, now: float, at: datetime) -> Failure:
         lockout = self._lockouts[namespace]
         was_locked = lockout.locker_locked(now)
         wait = lockout.failed(source, now)
-        self._save(namespace, now)
+        self._save(namespace, at)
         locked = lockout.locker_locked(now)
         return Failure(wait_s=wait, locker_locked=locked, newly_locked=locked and not was_locked)
 
-    def succeeded(self, namespace: Namespace, source: str, now: datetime) -> None:
+    def succeeded(self, namespace: Namespace, source: str, at: datetime) -> None:
         if self._lockouts[namespace].succeeded(source):
-            self._save(namespace, now)
+            self._save(namespace, at)
 
     def consecutive_failures(self, namespace: Namespace, source: str) -> int:
         return self._lockouts[namespace].consecutive_failures(source)
@@ -108,9 +111,9 @@ class CodeGate:
     def lockout_policy(self, namespace: Namespace) -> LockoutPolicy:
         return self._lockouts[namespace].policy
 
-    def _save(self, namespace: Namespace, now: datetime) -> None:
+    def _save(self, namespace: Namespace, at: datetime) -> None:
         try:
-            self._store.save_lockout(namespace, self._lockouts[namespace].snapshot(), now)
+            self._store.save_lockout(namespace, self._lockouts[namespace].snapshot(), at)
         except Exception:
             # the counters still hold in memory; losing a write only matters across a restart
             logger.exception("could not save the wrong-code counters")

@@ -376,6 +376,8 @@ class Policies(_Section):
     lockout_first_delay_s: float = Field(default=30, gt=0, le=3600)
     """The wait after the first wrong code beyond the free ones; it doubles with each next."""
     lockout_max_delay_s: float = Field(default=900, gt=0, le=86400)
+    lockout_input_quiet_s: float = Field(default=3600, gt=0, le=7 * 86400)
+    """An input with no wrong code for this long starts afresh (the locker-wide limit stays)."""
     lockout_locker_burst: int = Field(default=30, ge=1, le=1000)
     """Wrong customer codes the whole locker absorbs before the hourly rate applies."""
     lockout_locker_per_hour: float = Field(default=20, gt=0, le=1000)

@@ -55,12 +55,21 @@ class CourierView:
     idle_expires_in_s: float
 
 
+SESSION_MAX_AGE_S = 3600.0
+"""However busy, a session ends after an hour: the courier signs in again."""
+
+
 @dataclass
 class _Session:
     id: str
     courier_id: str
     source: str
+    started: float
     last_step: float
+    credential_id: str | None = None
+    """The courier code it was opened with: revoking or expiring it ends the session."""
+    expires_at: datetime | None = None
+    """The signed token's expiry, for a session opened with one."""
     opened: set[str] = field(default_factory=set)
 
     @property
@@ -87,13 +96,16 @@ class CourierDesk:
             try:
                 token = service.gate.verify_token(entry.text, now)
             except InvalidCode as exc:
-                return service.refuse_code(Namespace.COURIER, entry.source, exc, now)
+                # a token cannot be guessed: refusing it costs no courier any tries
+                service.record_token_refusal(Namespace.COURIER, entry.source, exc.reason)
+                return CodeOutcome(False, exc.message, reason=exc.reason)
             if isinstance(token, PickupToken):
                 return CodeOutcome(False, "This is a customer's code: use the start screen.",
                                    reason="customer_token")
-            return self._open_session(token.courier_id, entry.source, "token", now)
+            return self._open_session(token.courier_id, entry.source, "token", now,
+                                      expires_at=token.expires_at)
         try:
-            service.gate.check(Namespace.COURIER, entry.source, now)
+            service.gate.check(Namespace.COURIER, entry.source, service.code_clock())
         except LockedOut as exc:
             return CodeOutcome(False, exc.message, reason="locked_out",
                                retry_after_s=exc.retry_after_s)
@@ -105,7 +117,8 @@ class CourierDesk:
             return service.refuse_code(Namespace.COURIER, entry.source, exc, now)
         service.gate.succeeded(Namespace.COURIER, entry.source, now)
         assert credential.courier_id is not None
-        return self._open_session(credential.courier_id, entry.source, "code", now)
+        return self._open_session(credential.courier_id, entry.source, "code", now,
+                                  credential_id=credential.id)
 
     def view(self, session_id: str) -> CourierView:
         """The session's current lists; raises :class:`SessionExpired` once it has ended."""
@@ -128,9 +141,18 @@ class CourierDesk:
     async def report_problem(
         self, session_id: str, compartment_id: str, problem: Problem
     ) -> CodeOutcome:
-        """The parcel does not fit the open compartment, or its door is broken."""
+        """The parcel does not fit the open compartment, or its door is broken.
+
+        Only for a door this courier is depositing into right now.
+        """
         session = self._session(session_id)
         service = self._service
+        intent = service.locker.intents.get(compartment_id)
+        if intent is None or intent.actor != session.actor:
+            return CodeOutcome(
+                False, "That compartment is not open for one of your parcels.",
+                reason="not_your_door", courier=self._view(session),
+            )
         outcome = self._step(session, lambda: service.locker.redirect_deposit(
             compartment_id, problem=problem, actor=session.actor, now=service.now(),
             source=session.source,
@@ -205,11 +227,18 @@ class CourierDesk:
             courier=self._view(session),
         )
 
-    def _open_session(self, courier_id: str, source: str, via: str, now: datetime) -> CodeOutcome:
+    def _open_session(
+        self, courier_id: str, source: str, via: str, now: datetime, *,
+        credential_id: str | None = None, expires_at: datetime | None = None,
+    ) -> CodeOutcome:
         self._forget_idle()
+        for other in [s for s in self._sessions.values() if s.courier_id == courier_id]:
+            del self._sessions[other.id]  # one session per courier: the newest
+        started = self._service.monotonic()
         session = _Session(
             id=secrets.token_urlsafe(16), courier_id=courier_id, source=source,
-            last_step=self._service.monotonic(),
+            started=started, last_step=started, credential_id=credential_id,
+            expires_at=expires_at,
         )
         self._sessions[session.id] = session
         event = DomainEvent("courier_signed_in", now,
@@ -232,9 +261,23 @@ class CourierDesk:
         return session
 
     def _forget_idle(self) -> None:
-        now = self._service.monotonic()
+        """End sessions gone idle, too old, or whose code or token no longer holds."""
+        service = self._service
+        now, wall = service.monotonic(), service.now()
         for session_id, session in list(self._sessions.items()):
-            if now - session.last_step >= self._idle_timeout_s:
+            credential = (
+                service.locker.credentials.get(session.credential_id)
+                if session.credential_id else None
+            )
+            if (
+                now - session.last_step >= self._idle_timeout_s
+                or now - session.started >= SESSION_MAX_AGE_S
+                or (session.expires_at is not None and wall >= session.expires_at)
+                or (session.credential_id is not None and (
+                    credential is None or credential.revoked_at is not None
+                    or (credential.expires_at is not None and wall >= credential.expires_at)
+                ))
+            ):
                 del self._sessions[session_id]
 
     def _view(self, session: _Session) -> CourierView:

@@ -474,6 +474,7 @@ def lockout_policies(policies: Policies) -> tuple[LockoutPolicy, LockoutPolicy]:
         free_failures=policies.lockout_free_attempts,
         first_delay_s=policies.lockout_first_delay_s,
         max_delay_s=policies.lockout_max_delay_s,
+        input_quiet_s=policies.lockout_input_quiet_s,
     )
     return (
         per_input(

@@ -105,6 +105,7 @@ class LockerService:
         """The locks under the safety rules (power budget, gap); set by start()."""
         self._accepting = False
         self._open_since: dict[str, float] = {}
+        self._token_refusals: dict[str, float] = {}
         self._left_open_alarms: dict[str, int] = {}
 
     # ------------------------------------------------------------------ plumbing
@@ -229,7 +230,7 @@ class LockerService:
         if self.gate.is_token(entry.text):
             return self._submit_token(entry, now)
         try:
-            self.gate.check(Namespace.CUSTOMER, entry.source, now)
+            self.gate.check(Namespace.CUSTOMER, entry.source, self.code_clock())
         except LockedOut as exc:
             return CodeOutcome(False, exc.message, reason="locked_out",
                                retry_after_s=exc.retry_after_s)
@@ -250,7 +251,17 @@ class LockerService:
         self.gate.succeeded(Namespace.CUSTOMER, entry.source, now)
         return self.opened(stored, "please close the door when you are done.")
 
+    def code_clock(self) -> float:
+        """The service clock, in seconds: what lockout waits run on (never the wall clock)."""
+        return self.locker.clock.seconds
+
     def _submit_token(self, entry: CodeEntry, now: datetime) -> CodeOutcome:
+        """A signed pickup token: one use that opened the door, then refused as a replay.
+
+        A token whose earlier use never got the door open (a jam, a restart before the door
+        moved) works again while its parcel is still inside: the ledger stops a second
+        opening, not a customer whose first one failed.
+        """
         try:
             token = self.gate.verify_token(entry.text, now)
             if isinstance(token, CourierToken):
@@ -258,16 +269,19 @@ class LockerService:
                     False, "This is a courier pass: choose Courier on the screen first.",
                     reason="courier_token",
                 )
-            if self.gate.token_used(token):
+            if self.gate.token_used(token) and not self.locker.collectable(token.assignment_id):
                 raise InvalidCode("This code has already been used.", reason="token_replayed")
             stored = self.apply(lambda: self.locker.begin_token_pickup(
                 token.assignment_id, now=now, source=entry.source))
         except InvalidCode as exc:
-            self._record_refusal(Namespace.CUSTOMER, entry.source, exc.reason)
+            self.record_token_refusal(Namespace.CUSTOMER, entry.source, exc.reason)
             return CodeOutcome(False, exc.message, reason=exc.reason)
         except DomainError as exc:
             return CodeOutcome(False, exc.message, reason=exc.code)
-        self.gate.use_token(token, now)
+        try:
+            self.gate.use_token(token, now)
+        except Exception:
+            logger.exception("could not record a used token; the door opens regardless")
         return self.opened(stored, "please close the door when you are done.")
 
     def refuse_code(
@@ -277,7 +291,8 @@ class LockerService:
         self._record_refusal(namespace, source, error.reason)
         if error.reason == "in_use":
             return CodeOutcome(False, error.message, reason=error.reason)
-        failure = self.gate.failed(namespace, source, now)
+        seconds = self.code_clock()
+        failure = self.gate.failed(namespace, source, seconds, now)
         if failure.wait_s > 0:
             scope = "locker" if failure.locker_locked else "input"
             if scope == "input" or failure.newly_locked:
@@ -288,11 +303,26 @@ class LockerService:
                 )
                 self.apply(lambda: [event])
             try:
-                self.gate.check(namespace, source, now)
+                self.gate.check(namespace, source, seconds)
             except LockedOut as locked:
                 return CodeOutcome(False, f"{error.message} {locked.message}",
                                    reason=error.reason, retry_after_s=locked.retry_after_s)
         return CodeOutcome(False, error.message, reason=error.reason)
+
+    def record_token_refusal(self, namespace: Namespace, source: str, reason: str) -> None:
+        """A refused signed token: recorded, but at most one event a second per input.
+
+        Tokens skip the lockout (they cannot be guessed), so nothing else bounds how fast
+        someone can scan junk; the events, not the refusals, are what is thinned out.
+        """
+        last = self._token_refusals.get(source)
+        current = self._monotonic()
+        if last is not None and current - last < TOKEN_REFUSAL_EVENT_GAP_S:
+            logger.info("token refused", extra={"fields": {
+                "namespace": namespace.value, "source": source, "reason": reason}})
+            return
+        self._token_refusals[source] = current
+        self._record_refusal(namespace, source, reason)
 
     def _record_refusal(self, namespace: Namespace, source: str, reason: str) -> None:
         logger.warning("code refused", extra={"fields": {
@@ -340,9 +370,9 @@ class LockerService:
                 if not online:
                     events += self.locker.set_compartment_service(
                         compartment_id, in_service=False, reason=reason, now=now)
-                elif compartment.out_of_service_reason == reason:
-                    events += self.locker.set_compartment_service(
-                        compartment_id, in_service=True, reason=None, now=now)
+                else:
+                    events += self.locker.lift_out_of_service_reason(
+                        compartment_id, reason=reason, now=now)
             return events
 
         try:
@@ -523,5 +553,6 @@ _ALARMS = frozenset({
     "board_offline", "door_forced", "door_jammed", "door_left_open", "unlock_abandoned",
     "out_of_service",
 })
+TOKEN_REFUSAL_EVENT_GAP_S = 1.0
 JAM_ATTEMPTS = 2
 """Pulses given to a door that does not open before the compartment is taken out of service."""

@@ -309,15 +309,19 @@ def test_a_silent_lock_board_takes_its_compartments_out_until_it_answers(
             service = agent.service
             service.apply(lambda: service.locker.set_compartment_service(
                 "A02", in_service=False, reason="cleaning", now=service.now()))
-            service.board_changed(1, False, ("A01", "A02"))
+            service.board_changed(1, False, ("A01", "A02", "A03"))
             assert not service.locker.compartments["A01"].in_service
             outcome = await deposit_refused(agent)
             assert outcome
-            service.board_changed(1, True, ("A01", "A02"))
+            # a fault found while the board was silent is not undone by its return
+            service.apply(lambda: service.locker.set_compartment_service(
+                "A03", in_service=False, reason="jammed", now=service.now()))
+            service.board_changed(1, True, ("A01", "A02", "A03"))
             assert service.locker.compartments["A01"].in_service
+            assert service.locker.compartments["A03"].out_of_service_reason == "jammed"
             assert service.locker.compartments["A02"].out_of_service_reason == "cleaning"
             offline = [e for e in agent.store.all_events() if e.type == "board_offline"]
-            assert offline[0].data == {"board": 1, "compartments": ["A01", "A02"]}
+            assert offline[0].data == {"board": 1, "compartments": ["A01", "A02", "A03"]}
             assert "board_online" in event_types(agent)
 
     async def deposit_refused(agent: Agent) -> bool:
@@ -326,6 +330,6 @@ def test_a_silent_lock_board_takes_its_compartments_out_until_it_answers(
             "p-9", pickup_code="99001122", size="S", now=service.now(),
             hold_seconds=HOUR, reservation_ttl_s=HOUR))
         # the parcel is placed in a compartment whose board answers
-        return service.locker.assignments["p-9"].compartment_id not in ("A01", "A02")
+        return service.locker.assignments["p-9"].compartment_id not in ("A01", "A02", "A03")
 
     run(scenario())

@@ -201,6 +201,12 @@ class Locker:
         """
         self._require_new_assignment(assignment_id)
         self._require_strong_code(pickup_code, "pickup_code")
+        if barcode is not None and any(
+            a.barcode == barcode and not a.terminal for a in self.assignments.values()
+        ):
+            raise DuplicateAssignment(
+                f"barcode {barcode!r} already belongs to another parcel here", field="barcode"
+            )
         self._require_positive(hold_seconds, "hold_period")
         self._require_positive(reservation_ttl_s, "reservation_ttl")
         customer = customer_ref or assignment_id
@@ -429,7 +435,17 @@ class Locker:
     def begin_token_pickup(
         self, assignment_id: str, *, now: datetime, source: str | None = None
     ) -> list[DomainEvent]:
-        """A verified signed pickup token for this parcel was shown at the locker."""
+        """A verified signed pickup token for this parcel was shown at the locker.
+
+        It opens only while the parcel also has a live pickup code: ``revoke_code`` stops the
+        token as it stops the code.
+        """
+        if assignment_id in self.assignments and not any(
+            c.kind is CredentialKind.PICKUP and assignment_id in c.assignment_ids
+            and c.revoked_at is None
+            for c in self.credentials.values()
+        ):
+            raise InvalidCode(_CODE_MESSAGES["revoked"], reason="revoked")
         try:
             return self._begin_assignment_pickup(
                 assignment_id, actor="customer", now=now, reason="signed_token", source=source
@@ -481,26 +497,24 @@ class Locker:
             raise DomainError(
                 f"unknown problem {problem!r}: say doesnt_fit or door_broken", field="problem"
             )
+        self._require_in_service()
         compartment = self._compartment(compartment_id)
         intent = self.intents.get(compartment_id)
-        if intent is None or intent.purpose is not UnlockPurpose.DEPOSIT or not any(
-            (a := self.assignments.get(i)) is not None and a.status is S.RESERVED
-            for i in intent.assignment_ids
-        ):
+        waiting = [
+            a for i in sorted(intent.assignment_ids if intent else ())
+            if (a := self.assignments.get(i)) is not None and a.status is S.RESERVED
+        ]
+        if intent is None or intent.purpose is not UnlockPurpose.DEPOSIT or len(waiting) != 1:
             raise InvalidTransition(
-                f"compartment {compartment_id} is not open for a deposit",
+                f"compartment {compartment_id} is not open for one parcel's deposit",
                 field="compartment_id",
             )
-        (assignment_id,) = sorted(intent.assignment_ids)
-        assignment = self.assignments[assignment_id]
+        (assignment,) = waiting
         events: list[DomainEvent] = []
-        # the first door no longer deposits anything when it closes
-        if intent.door_opened:
-            intent.assignment_ids = frozenset()
-            self._changes.intents[compartment_id] = intent
-        else:
-            del self.intents[compartment_id]
-            self._changes.intents[compartment_id] = None
+        # The first door no longer deposits anything when it closes. Its unlock stays on
+        # record (not dropped) so a door that opens late is not taken for a forced one.
+        intent.assignment_ids = frozenset()
+        self._changes.intents[compartment_id] = intent
         self._release_compartment(assignment)
         if problem == "door_broken":
             events += self.set_compartment_service(
@@ -580,6 +594,14 @@ class Locker:
             now, source,
         )
 
+    def collectable(self, assignment_id: str) -> bool:
+        """Is this parcel inside, waiting for its customer, with its door not open now?"""
+        assignment = self.assignments.get(assignment_id)
+        return (
+            assignment is not None and assignment.status is S.DEPOSITED
+            and assignment.compartment_id not in self.intents
+        )
+
     # ----------------------------------------------------------- courier's view
 
     def awaiting_deposit(self) -> list[Assignment]:
@@ -596,18 +618,27 @@ class Locker:
         )
 
     def expired_to_reclaim(self) -> list[Assignment]:
+        """Expired parcels whose compartment holds no parcel a customer may still collect."""
         return self._sorted(
             a for a in self.assignments.values()
             if a.kind is AssignmentKind.DELIVERY and a.status is S.EXPIRED
+            and not self._holds_collectable(a.compartment_id)
         )
 
     def find_parcel(self, reference: str) -> Assignment:
-        """A delivery by its barcode or its assignment id (what a courier scans or types)."""
-        for assignment in self.assignments.values():
-            if assignment.kind is AssignmentKind.DELIVERY and reference in (
-                assignment.barcode, assignment.id
-            ):
-                return assignment
+        """The delivery waiting for a courier under this barcode or assignment id."""
+        matches = [
+            a for a in self.assignments.values()
+            if a.kind is AssignmentKind.DELIVERY and a.status is S.RESERVED
+            and reference in (a.barcode, a.id)
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise InvalidTransition(
+                f"{reference!r} matches several parcels; scan another label or type the "
+                "assignment id", field="parcel",
+            )
         raise UnknownAssignment(f"no parcel {reference!r} is expected here", field="parcel")
 
     def begin_operator_open(
@@ -713,6 +744,15 @@ class Locker:
     ) -> list[DomainEvent]:
         """Take one compartment out of service (its parcels' hold periods pause) or back."""
         compartment = self._compartment(compartment_id)
+        if not in_service and not compartment.in_service and reason:
+            # Another fault while already out: it is added to the reasons, so the end of an
+            # earlier one (a lock board answering again) cannot bring this one back in.
+            reasons = _reasons(compartment.out_of_service_reason)
+            if reason in reasons:
+                return []
+            compartment.out_of_service_reason = _REASON_SEPARATOR.join([*reasons, reason])
+            self._touch(compartment)
+            return [self._event("out_of_service", now, compartment_id, reason=reason)]
         if in_service == compartment.in_service:
             return []
         if in_service:
@@ -726,6 +766,23 @@ class Locker:
         self._pause_holds(compartment, now)
         self._touch(compartment)
         return [self._event("out_of_service", now, compartment_id, reason=reason)]
+
+    def lift_out_of_service_reason(
+        self, compartment_id: str, *, reason: str, now: datetime
+    ) -> list[DomainEvent]:
+        """One reason a compartment was out has ended; it is back only if it was the last."""
+        compartment = self._compartment(compartment_id)
+        reasons = _reasons(compartment.out_of_service_reason)
+        if reason not in reasons:
+            return []
+        remaining = [r for r in reasons if r != reason]
+        if not remaining:
+            return self.set_compartment_service(
+                compartment_id, in_service=True, reason=None, now=now
+            )
+        compartment.out_of_service_reason = _REASON_SEPARATOR.join(remaining)
+        self._touch(compartment)
+        return []
 
     def set_locker_service(
         self, *, in_service: bool, reason: str | None, now: datetime
@@ -868,6 +925,12 @@ class Locker:
             a for a in compartment.assignment_ids
             if self.assignments[a].status is status and self.assignments[a].kind is kind
         }
+        if purpose is UnlockPurpose.RECLAIM and self._holds_collectable(compartment_id):
+            raise InvalidTransition(
+                f"compartment {compartment_id} also holds a parcel its customer may still "
+                "collect; it is reclaimed when that one expires too",
+                field="compartment_id",
+            )
         if not ids:
             raise InvalidTransition(
                 f"compartment {compartment_id} holds nothing to {purpose.value.replace('_', ' ')}",
@@ -944,6 +1007,14 @@ class Locker:
             self._begin(assignment.compartment_id, UnlockPurpose.PICKUP, actor, ids, now,
                         reason=reason, source=source)
         ]
+
+    def _holds_collectable(self, compartment_id: str | None) -> bool:
+        compartment = self.compartments.get(compartment_id or "")
+        return compartment is not None and any(
+            self.assignments[a].status is S.DEPOSITED
+            and self.assignments[a].kind is AssignmentKind.DELIVERY
+            for a in compartment.assignment_ids
+        )
 
     @staticmethod
     def _sorted(assignments: Iterable[Assignment]) -> list[Assignment]:
@@ -1218,3 +1289,10 @@ _CODE_MESSAGES = {
     "in_use": "Your compartment is already open.",
     "unknown": "This code is not valid here.",
 }
+
+_REASON_SEPARATOR = "; "
+"""Between the reasons of a compartment out of service for several at once."""
+
+
+def _reasons(text: str | None) -> list[str]:
+    return text.split(_REASON_SEPARATOR) if text else []

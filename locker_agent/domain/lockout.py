@@ -14,15 +14,16 @@ Two limits work together (the arithmetic behind the defaults is in ``docs/securi
 Entries refused by a lockout are not checked against any code and do not count as failures:
 they reveal nothing, and a child pressing keys cannot stretch a lockout forever.
 
-Times are wall-clock :class:`~datetime.datetime`; the state survives restarts (the service
-stores :meth:`CodeLockout.snapshot`), so pulling the power does not refill the bucket.
+Time is the locker's service clock (seconds, :class:`~locker_agent.domain.clock.ServiceClock`):
+it only moves forward, survives restarts, and cannot be pushed by setting the wall clock, so
+neither pulling the power nor a wrong or spoofed date refills the bucket or ends a wait. The
+state survives restarts (the service stores :meth:`CodeLockout.snapshot`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 _EPSILON = 1e-9
@@ -40,6 +41,9 @@ class LockoutPolicy:
     """Wrong codes the whole locker absorbs before the hourly rate applies."""
     locker_per_hour: float = 20.0
     """Sustained wrong codes per hour for the whole locker: the bound on any attacker."""
+    input_quiet_s: float = 3600.0
+    """An input with no wrong code for this long starts afresh, so the next customer at a
+    keypad someone hammered yesterday is not held up (the locker-wide bucket still binds)."""
 
     def delay_after(self, consecutive_failures: int) -> float:
         """Seconds an input waits after ``consecutive_failures`` wrong codes in a row."""
@@ -57,7 +61,8 @@ class LockoutPolicy:
 @dataclass
 class _InputState:
     consecutive_failures: int = 0
-    blocked_until: datetime | None = None
+    blocked_until: float | None = None
+    last_failure: float | None = None
 
 
 @dataclass
@@ -66,7 +71,7 @@ class CodeLockout:
 
     policy: LockoutPolicy
     tokens: float = field(default=-1.0)
-    refilled_at: datetime | None = None
+    refilled_at: float | None = None
     _inputs: dict[str, _InputState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,13 +80,13 @@ class CodeLockout:
 
     # ------------------------------------------------------------------ queries
 
-    def wait_for(self, source: str, now: datetime) -> float:
+    def wait_for(self, source: str, now: float) -> float:
         """Seconds until ``source`` may try a code; 0 when it may try now."""
         self._refill(now)
         waits = [0.0]
-        state = self._inputs.get(source)
+        state = self._input(source, now)
         if state is not None and state.blocked_until is not None:
-            waits.append((state.blocked_until - now).total_seconds())
+            waits.append(state.blocked_until - now)
         if self.tokens < 1.0 - _EPSILON:
             waits.append((1.0 - self.tokens) * 3600.0 / self.policy.locker_per_hour)
         wait = max(waits)
@@ -89,21 +94,22 @@ class CodeLockout:
         # would leave the bucket a rounding error short of a token for ever
         return math.ceil(wait * 1000) / 1000 if wait > 0 else 0.0
 
-    def locker_locked(self, now: datetime) -> bool:
+    def locker_locked(self, now: float) -> bool:
         """Has the whole locker run out of tries (rather than one input)?"""
         self._refill(now)
         return self.tokens < 1.0 - _EPSILON
 
     # ---------------------------------------------------------------- outcomes
 
-    def failed(self, source: str, now: datetime) -> float:
+    def failed(self, source: str, now: float) -> float:
         """Count a wrong code from ``source``; return the wait it imposes on its next try."""
         self._refill(now)
         self.tokens = max(self.tokens - 1.0, 0.0)
-        state = self._inputs.setdefault(source, _InputState())
+        state = self._input(source, now) or self._inputs.setdefault(source, _InputState())
         state.consecutive_failures += 1
+        state.last_failure = now
         delay = self.policy.delay_after(state.consecutive_failures)
-        state.blocked_until = now + timedelta(seconds=delay) if delay else None
+        state.blocked_until = now + delay if delay else None
         return self.wait_for(source, now)
 
     def succeeded(self, source: str) -> bool:
@@ -120,11 +126,12 @@ class CodeLockout:
         """Plain data to store, so a restart resumes where the locker was."""
         return {
             "tokens": self.tokens,
-            "refilled_at": self.refilled_at.isoformat() if self.refilled_at else None,
+            "refilled_at": self.refilled_at,
             "inputs": {
                 source: {
                     "consecutive_failures": s.consecutive_failures,
-                    "blocked_until": s.blocked_until.isoformat() if s.blocked_until else None,
+                    "blocked_until": s.blocked_until,
+                    "last_failure": s.last_failure,
                 }
                 for source, s in self._inputs.items()
             },
@@ -141,28 +148,52 @@ class CodeLockout:
         if not snapshot:
             return lockout
         try:
-            lockout.tokens = min(max(float(snapshot["tokens"]), 0.0), float(policy.locker_burst))
-            refilled = snapshot.get("refilled_at")
-            lockout.refilled_at = datetime.fromisoformat(refilled) if refilled else None
+            tokens = _seconds(snapshot["tokens"])
+            assert tokens is not None
+            lockout.tokens = min(max(tokens, 0.0), float(policy.locker_burst))
+            lockout.refilled_at = _seconds(snapshot.get("refilled_at"))
             for source, s in dict(snapshot.get("inputs") or {}).items():
-                until = s.get("blocked_until")
                 lockout._inputs[str(source)] = _InputState(
                     consecutive_failures=int(s["consecutive_failures"]),
-                    blocked_until=datetime.fromisoformat(until) if until else None,
+                    blocked_until=_seconds(s.get("blocked_until")),
+                    last_failure=_seconds(s.get("last_failure")),
                 )
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, AssertionError):
             lockout = cls(policy, tokens=0.0)
         return lockout
 
     # -------------------------------------------------------------- internals
 
-    def _refill(self, now: datetime) -> None:
+    def _input(self, source: str, now: float) -> _InputState | None:
+        """The input's state, forgotten once it has been quiet for ``input_quiet_s``."""
+        state = self._inputs.get(source)
+        if state is not None and state.last_failure is not None and (
+            now - state.last_failure >= self.policy.input_quiet_s
+            and (state.blocked_until is None or now >= state.blocked_until)
+        ):
+            del self._inputs[source]
+            return None
+        return state
+
+    def _refill(self, now: float) -> None:
         if self.refilled_at is not None:
-            # a clock set backwards refills nothing; it never drains the bucket either
-            elapsed = max((now - self.refilled_at).total_seconds(), 0.0)
+            # the service clock does not run backwards; if a restored reading lags the saved
+            # state (a power cut between clock saves), nothing refills until it catches up
+            elapsed = max(now - self.refilled_at, 0.0)
             self.tokens = min(
                 self.tokens + elapsed * self.policy.locker_per_hour / 3600.0,
                 float(self.policy.locker_burst),
             )
         if self.refilled_at is None or now > self.refilled_at:
             self.refilled_at = now
+
+
+def _seconds(value: object) -> float | None:
+    """A stored reading of the service clock; anything but a finite number is damage."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return float(value)
