@@ -7,6 +7,7 @@ error formats, and an unexpected failure says "try again" without leaking a trac
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,7 +106,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("API request failed", extra={"fields": {"path": request.url.path}})
+        logger.exception("API request failed",
+                         extra={"fields": {"path": _loggable(request.url.path)}})
         return error_response(
             500, "Something went wrong. Please try again, or call the number on the locker.",
             "internal",
@@ -115,3 +117,8 @@ def install_error_handlers(app: FastAPI) -> None:
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI declarations of the error responses a route may give."""
     return {status: {"model": ErrorBody} for status in statuses}
+
+
+def _loggable(path: str) -> str:
+    """The path with a courier's session id blanked: it is a bearer secret for that session."""
+    return re.sub(r"(/sessions/)[^/]+", r"\1…", path)
