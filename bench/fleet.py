@@ -142,5 +142,8 @@ def run(*, smoke: bool) -> list[Figure]:
     agents = int(os.environ.get("BENCH_FLEET", "3" if smoke else "50"))
     if smoke:
         return fleet(agents, idle_s=4, slices=1, deliveries=2)
-    return fleet(agents, idle_s=float(os.environ.get("BENCH_FLEET_IDLE_S", "60")), slices=4,
+    idle_s = max(float(os.environ.get("BENCH_FLEET_IDLE_S", "120")), TELEMETRY_S)
+    # a slice shorter than the telemetry period would hold one report or none: each slice
+    # spans whole periods, so every slice sees the same periodic traffic
+    return fleet(agents, idle_s=idle_s, slices=max(1, int(idle_s // TELEMETRY_S)),
                  deliveries=5)
