@@ -131,6 +131,14 @@ class CodeGate:
         except TokenRefused as exc:
             raise InvalidCode(exc.message, reason=f"token_{exc.reason}") from None
 
+    def revoke_courier(self, courier_id: str, at: datetime) -> None:
+        self._store.revoke_courier(courier_id, at)
+
+    def courier_token_revoked(self, token: CourierToken) -> bool:
+        """Was the courier revoked after this token became valid?"""
+        revoked_at = self._store.courier_revoked_at(token.courier_id)
+        return revoked_at is not None and revoked_at >= token.not_before
+
     def token_used(self, token: PickupToken) -> bool:
         return self._store.token_used(token.token_id)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -22,6 +22,7 @@ from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import Assignment, CredentialKind, DomainEvent
 from locker_agent.hardware.interfaces import CodeEntry
 from locker_agent.service import CodeOutcome, LockerService
+from locker_agent.store import StoredEvent
 from locker_agent.tokens import PickupToken
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,18 @@ class CourierDesk:
         self._service = service
         self._idle_timeout_s = idle_timeout_s
         self._sessions: dict[str, _Session] = {}
+        service.subscribe(self._watch_revocations)
+
+    def _watch_revocations(self, events: Sequence[StoredEvent]) -> None:
+        """A revoked courier's signed tokens stop too, and their sessions end at once."""
+        for event in events:
+            if event.type != "courier_revoked":
+                continue
+            courier_id = str(event.data.get("courier_id", ""))
+            self._service.gate.revoke_courier(courier_id, event.at)
+            for session_id in [s.id for s in self._sessions.values()
+                               if s.courier_id == courier_id]:
+                del self._sessions[session_id]
 
     # ------------------------------------------------------------------ session
 
@@ -102,6 +115,10 @@ class CourierDesk:
             if isinstance(token, PickupToken):
                 return CodeOutcome(False, "This is a customer's code: use the start screen.",
                                    reason="customer_token")
+            if service.gate.courier_token_revoked(token):
+                service.record_token_refusal(Namespace.COURIER, entry.source, "revoked")
+                return CodeOutcome(False, "This courier pass is no longer valid.",
+                                   reason="revoked")
             return self._open_session(token.courier_id, entry.source, "token", now,
                                       expires_at=token.expires_at)
         try:

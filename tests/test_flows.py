@@ -630,3 +630,31 @@ def test_a_barcode_names_one_waiting_parcel(
             assert refused.value.field == "barcode"
 
     run(scenario())
+
+
+def test_revoking_a_courier_stops_their_signed_tokens_and_ends_their_sessions(
+    write_config: ConfigWriter, clean_env: None
+) -> None:
+    async def scenario() -> None:
+        config = with_token_key(write_config())
+        async with site(config) as s:
+            now = s.service.now()
+            token = sign_courier_token(KEY, courier_id="ups-3", lockers=["test-locker"],
+                                       not_before=now - timedelta(minutes=5),
+                                       expires_at=now + timedelta(hours=8))
+            session = await s.sign_in(token)
+            s.service.apply(lambda: s.locker.revoke_courier("ups-3", now=s.service.now()))
+            with pytest.raises(SessionExpired):
+                s.desk.view(session)
+            refused = await s.desk.sign_in(CodeEntry("scanner", token))
+            assert not refused.ok and refused.reason == "revoked"
+            fresh = sign_courier_token(KEY, courier_id="ups-3", lockers=["test-locker"],
+                                       not_before=s.service.now() + timedelta(seconds=1),
+                                       expires_at=now + timedelta(hours=8))
+        async with site(config) as s:  # the revocation outlives a restart
+            refused = await s.desk.sign_in(CodeEntry("scanner", token))
+            assert not refused.ok and refused.reason == "revoked"
+            await asyncio.sleep(1.1)  # a pass issued after the revocation works
+            assert await s.sign_in(fresh)
+
+    run(scenario())

@@ -362,9 +362,15 @@ class Locker:
         return [self._event("courier_granted", now, courier_id=courier_id)]
 
     def revoke_courier(self, courier_id: str, *, now: datetime) -> list[DomainEvent]:
-        if not self._revoke_courier_codes(courier_id, now):
-            raise DomainError(f"courier {courier_id} has no code here", field="courier_id")
-        return [self._event("courier_revoked", now, courier_id=courier_id)]
+        """Take a courier's codes away; also valid for one with none (signed tokens only).
+
+        The ``courier_revoked`` event is what stops their signed tokens too (see
+        :class:`locker_agent.courier_desk.CourierDesk`), so it is always produced.
+        """
+        if not courier_id:
+            raise DomainError("courier id must not be empty", field="courier_id")
+        codes = self._revoke_courier_codes(courier_id, now)
+        return [self._event("courier_revoked", now, courier_id=courier_id, codes=codes)]
 
     def revoke_codes(self, assignment_id: str, *, now: datetime) -> list[DomainEvent]:
         """Stop every code that would open this assignment's compartment."""

@@ -12,13 +12,14 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.sqlite import insert
 
-from locker_agent.store.tables import CodeLockoutRow, UsedTokenRow
+from locker_agent.store.tables import CodeLockoutRow, CourierRevocationRow, UsedTokenRow
 
 _LOCKOUT = CodeLockoutRow.__table__  # type: ignore[attr-defined]
 _USED_TOKEN = UsedTokenRow.__table__  # type: ignore[attr-defined]
+_REVOCATION = CourierRevocationRow.__table__  # type: ignore[attr-defined]
 
 
 class CodeGuardStore:
@@ -72,11 +73,21 @@ class CodeGuardStore:
                 select(_USED_TOKEN.c.digest).where(_USED_TOKEN.c.digest == token_digest(token_id))
             ).first() is not None
 
-    def prune_tokens(self, before: datetime) -> int:
-        """Forget used tokens that expired before ``before``: they are refused as expired now."""
+    # ------------------------------------------------------- courier revocations
+
+    def revoke_courier(self, courier_id: str, at: datetime) -> None:
+        statement = insert(_REVOCATION).values(courier_id=courier_id, revoked_at=at)
         with self._engine.begin() as conn:
-            result = conn.execute(delete(_USED_TOKEN).where(_USED_TOKEN.c.expires_at < before))
-            return int(result.rowcount or 0)
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["courier_id"], set_={"revoked_at": statement.excluded.revoked_at}
+            ))
+
+    def courier_revoked_at(self, courier_id: str) -> datetime | None:
+        with self._engine.connect() as conn:
+            value: datetime | None = conn.execute(
+                select(_REVOCATION.c.revoked_at).where(_REVOCATION.c.courier_id == courier_id)
+            ).scalar_one_or_none()
+        return value
 
     def used_tokens(self) -> int:
         with self._engine.connect() as conn:

@@ -132,7 +132,8 @@ CREATE INDEX ix_inbox_received_at ON inbox (received_at);
 """
 
 def _v3_code_guard(conn: Connection) -> None:
-    """Brute-force and replay protection: used signed tokens and wrong-code counters."""
+    """Brute-force and replay protection: used signed tokens, wrong-code counters, and
+    couriers revoked (so their signed tokens stop too)."""
     for statement in V3_DDL.split(";"):
         if statement.strip():
             conn.execute(text(statement))
@@ -149,6 +150,10 @@ CREATE TABLE code_lockout (
     namespace VARCHAR NOT NULL PRIMARY KEY,
     state VARCHAR NOT NULL,
     updated_at TEXT NOT NULL
+);
+CREATE TABLE courier_revocation (
+    courier_id VARCHAR NOT NULL PRIMARY KEY,
+    revoked_at TEXT NOT NULL
 )
 """
 

@@ -168,3 +168,12 @@ class CodeLockoutRow(SQLModel, table=True):
     namespace: str = Field(primary_key=True)
     state: str  # JSON: CodeLockout.snapshot()
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class CourierRevocationRow(SQLModel, table=True):
+    """When a courier was last revoked: their signed tokens valid from before then are refused."""
+
+    __tablename__ = "courier_revocation"
+
+    courier_id: str = Field(primary_key=True)
+    revoked_at: datetime = Field(sa_type=UTCDateTime)

@@ -33,6 +33,7 @@ EXPECTED_TABLES = {
     "inbox",
     "used_token",
     "code_lockout",
+    "courier_revocation",
 }
 
 
