@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
+from hypothesis import event as note_path
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -362,6 +363,7 @@ class LockerMachine(RuleBasedStateMachine):
         hold=durations,
         ttl=durations,
         flaw=flaws,
+        hold_compartment=mostly,
     )
     def reserve(
         self,
@@ -373,6 +375,7 @@ class LockerMachine(RuleBasedStateMachine):
         hold: float,
         ttl: float,
         flaw: str | None,
+        hold_compartment: bool,
     ) -> None:
         self._later()
         assignment_id = "" if flaw == "id" else self._new_id(data)
@@ -393,6 +396,7 @@ class LockerMachine(RuleBasedStateMachine):
                 compartment_id=compartment_id,
                 accessible=accessible,
                 customer_ref=customer,
+                hold_compartment=hold_compartment,
             )
         )
         if existed:
@@ -507,6 +511,64 @@ class LockerMachine(RuleBasedStateMachine):
                 assignment = self.locker.assignments[assignment_id]
                 assert (assignment.kind, assignment.status) == (kind, status)
                 assert assignment.compartment_id == compartment_id
+
+    @rule(
+        data=st.data(),
+        problem=st.sampled_from(["doesnt_fit", "door_broken", "doesnt_fit", "wobbly"]),
+    )
+    def courier_reports_a_problem(self, data: st.DataObject, problem: str) -> None:
+        """At an open deposit door: the parcel does not fit, or the door is broken."""
+        self._later()
+        deposits = sorted(
+            cid for cid, i in self.locker.intents.items()
+            if i.purpose is UnlockPurpose.DEPOSIT and i.assignment_ids
+        )
+        compartment_id = self._compartment_id(data, set(deposits))
+        before = self.locker.intents.get(compartment_id)
+        moving = sorted(before.assignment_ids) if before else []
+        events = self._do(lambda: self.locker.redirect_deposit(
+            compartment_id, problem=problem, actor="courier-7", now=self.now))
+        note_path(f"redirect {'refused' if events is None else 'done'}")
+        if events is None:
+            return
+        assert problem in ("doesnt_fit", "door_broken")
+        (assignment_id,) = moving
+        # the first door deposits nothing any more; the parcel is elsewhere or nowhere
+        assert self.locker.intents[compartment_id].assignment_ids == frozenset()
+        assert assignment_id not in self.locker.compartments[compartment_id].assignment_ids
+        redirected = [e for e in events if e.type == "deposit_redirected"]
+        assert len(redirected) == 1
+        target = redirected[0].data.get("to")
+        assignment = self.locker.assignments[assignment_id]
+        assert assignment.status is S.RESERVED
+        assert assignment.compartment_id == target
+        if target is not None:
+            intent = self.locker.intents[str(target)]
+            assert intent.purpose is UnlockPurpose.DEPOSIT
+            assert intent.assignment_ids == {assignment_id}
+        if problem == "door_broken":
+            assert not self.locker.compartments[compartment_id].in_service
+
+    @rule(data=st.data())
+    def customer_shows_a_signed_token(self, data: st.DataObject) -> None:
+        """A verified pickup token for some parcel: only that customer's deposited parcels in
+        that one compartment may open."""
+        self._later()
+        assignment_id = self._assignment_id(data, (K.DELIVERY, S.DEPOSITED))
+        events = self._do(lambda: self.locker.begin_token_pickup(assignment_id, now=self.now))
+        note_path(f"token pickup {'refused' if events is None else 'done'}")
+        if events is None:
+            return
+        (request,) = events
+        assignment = self.locker.assignments[assignment_id]
+        assert assignment.status is S.DEPOSITED
+        assert request.compartment_id == assignment.compartment_id
+        opened_for: list[str] = request.data["assignment_ids"]  # type: ignore[assignment]
+        assert assignment_id in opened_for
+        for other in opened_for:
+            parcel = self.locker.assignments[other]
+            assert parcel.customer_ref == assignment.customer_ref
+            assert parcel.status is S.DEPOSITED
 
     def _door(self, compartment_id: str, door: DoorState) -> None:
         """A door sensor report, checked against the unlock (if any) on that compartment."""
@@ -748,7 +810,8 @@ class LockerMachine(RuleBasedStateMachine):
             if assignment.compartment_id is not None:
                 compartment = self.locker.compartments[assignment.compartment_id]
                 assert assignment.id in compartment.assignment_ids
-            if assignment.kind is K.DELIVERY or assignment.status is not S.ANNOUNCED:
+            # only work nobody has brought yet may lack a compartment
+            if assignment.status not in (S.ANNOUNCED, S.RESERVED):
                 assert assignment.compartment_id is not None
         for compartment in self.locker.compartments.values():
             for assignment_id in compartment.assignment_ids:
@@ -761,6 +824,8 @@ class LockerMachine(RuleBasedStateMachine):
             if intent.purpose is UnlockPurpose.OPERATOR:
                 assert not intent.assignment_ids
                 continue
+            if intent.purpose is UnlockPurpose.DEPOSIT and not intent.assignment_ids:
+                continue  # a deposit redirected elsewhere: this door deposits nothing
             assert intent.assignment_ids
             assert intent.assignment_ids <= self.locker.compartments[cid].assignment_ids
             for assignment_id in intent.assignment_ids:
