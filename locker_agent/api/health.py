@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 
 from locker_agent.api.context import ApiContext
 from locker_agent.api.schemas import Check, Health, MqttHealth
@@ -16,11 +17,35 @@ from locker_agent.systemd_notify import CheckResult, HealthCheck, check_name
 CHECK_TIMEOUT_S = 2.0
 
 
+_running: dict[int, threading.Lock] = {}
+_last: dict[int, CheckResult] = {}
+
+
+def _once_at_a_time(check: HealthCheck) -> CheckResult:
+    """Run a blocking check in a worker thread; callers arriving meanwhile get its last result.
+
+    The database check waits on SQLite's write lock: on the event loop it would stall door
+    handling, and many ``/healthz`` calls at once would stall it many times over.
+    """
+    lock = _running.setdefault(id(check), threading.Lock())
+    if not lock.acquire(blocking=False):
+        return _last.get(id(check), (False, "the previous check is still running"))
+    try:
+        result = check()
+        assert not inspect.isawaitable(result)
+        _last[id(check)] = result
+        return result
+    finally:
+        lock.release()
+
+
 async def _run(check: HealthCheck) -> Check:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
-            result = check()
-            outcome: CheckResult = await result if inspect.isawaitable(result) else result
+            if inspect.iscoroutinefunction(check):
+                outcome: CheckResult = await check()
+            else:
+                outcome = await asyncio.to_thread(_once_at_a_time, check)
     except TimeoutError:
         return Check(ok=False, detail=f"no answer within {CHECK_TIMEOUT_S:g} s")
     except Exception as exc:

@@ -167,6 +167,17 @@ def test_service_and_sync(http: TestClient) -> None:
     assert bad.status_code == 422
 
 
+def test_a_write_another_site_made_the_browser_send_is_refused(http: TestClient) -> None:
+    sign_in(http)
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Origin": "http://evil.example"}):
+        refused = http.post(f"/api/lockers/{REAL_LOCKER}/sync", headers=headers)
+        assert refused.status_code == 403, headers
+    same = http.post(f"/api/lockers/{REAL_LOCKER}/sync",
+                     headers={"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"})
+    assert same.status_code == 200
+
+
 def test_the_stream_starts_with_a_snapshot_and_then_sends_only_changes(
     signed_dashboard: Dashboard, serve, real_agent: AgentThread  # type: ignore[no-untyped-def]
 ) -> None:

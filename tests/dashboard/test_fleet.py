@@ -133,3 +133,17 @@ def test_a_cleared_retained_compartment_disappears() -> None:
     load(fleet, locker)
     fleet.ingest("lockers/L-1/compartments/C04", b"", retained=True)
     assert tile(fleet, "L-1")["compartments"] == 3
+
+
+def test_malformed_fields_from_a_locker_do_not_break_its_tile_or_the_feed() -> None:
+    fleet = Fleet()
+    feed(fleet, "bad-1/status", {"online": True, "free_by_size": {"M": "x", "S": 2}},
+         retained=True)
+    feed(fleet, "bad-2/status", {"online": True, "free_by_size": ["S", 1]}, retained=True)
+    feed(fleet, "bad-2/compartments/A01",
+         {"state": 7, "door": None, "size": "S", "assignment_ids": "p-1"}, retained=True)
+    assert tile(fleet, "bad-1")["free_by_size"] == {"S": 2}
+    assert tile(fleet, "bad-2")["free_by_size"] == {"S": 0}
+    cell = fleet.locker("bad-2")["compartments"][0]  # type: ignore[index]
+    assert cell["state"] == "7" and cell["assignment_ids"] == []
+    assert fleet.snapshot()["lockers"] and fleet.drain() is not None

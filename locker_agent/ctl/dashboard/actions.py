@@ -73,7 +73,9 @@ def service_command(request: ServiceRequest, operator: str) -> tuple[str, dict[s
     if request.compartment_id is not None:
         args["compartment_id"] = request.compartment_id
     if request.reason:
-        args["reason"] = f"{request.reason} ({operator})"
+        suffix = f" ({operator})"
+        # the contract's reason is at most 200 characters, the operator's name included
+        args["reason"] = request.reason[: max(200 - len(suffix), 1)] + suffix
     elif not request.in_service:
         raise ValueError("say why it goes out of service")
     return "set_service", args

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from fastapi import Cookie, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from locker_agent.ctl.dashboard.actions import (
     Commander,
@@ -33,13 +34,15 @@ BATCH_INTERVAL_S = 0.1
 KEEPALIVE_S = 15.0
 SUBSCRIBER_BACKLOG = 512
 """Batches a slow page may lag behind before it is dropped (it reconnects to a snapshot)."""
+logger = logging.getLogger(__name__)
+
 FAILED_SIGN_IN_DELAY_S = 0.5
 
 
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    operator: str
-    token: str
+    operator: Annotated[str, StringConstraints(max_length=64)]
+    token: Annotated[str, StringConstraints(max_length=512)]
 
 
 class Hub:
@@ -61,7 +64,11 @@ class Hub:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            self.publish_changes()
+            try:
+                self.publish_changes()
+            except Exception:
+                # one bad message must not stop the live view for every page
+                logger.exception("could not publish the fleet's changes; going on")
 
     def publish_changes(self) -> None:
         batch = self.fleet.drain()
@@ -90,6 +97,22 @@ def signed_in(
 
 
 Operator = Annotated[str, Depends(signed_in)]
+
+
+def _same_origin(request: Request) -> bool:
+    """Did the browser say this request came from the dashboard's own page?
+
+    Browsers send ``Sec-Fetch-Site`` and ``Origin`` on every write; a client that sends
+    neither (curl, scripts) is not a browser being tricked, and is let through.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is not None:
+        host = request.headers.get("host", "")
+        return origin.split("://", 1)[-1] == host
+    return True
 
 
 def sse(event: str, data: Any) -> bytes:
@@ -121,11 +144,24 @@ def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
+    failed_sign_ins = asyncio.Lock()
+
+    @app.middleware("http")
+    async def same_origin_writes(request: Request, call_next: Any) -> Any:
+        """Refuse a write another site or page made the operator's browser send (CSRF)."""
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
+            return JSONResponse({"detail": "refused: the request did not come from this page"},
+                                status_code=403)
+        return await call_next(request)
+
     @app.post("/api/session")
     async def sign_in(body: SignIn, response: Response) -> dict[str, str]:
         session_id = sessions.sign_in(body.operator, body.token)
         if session_id is None:
-            await asyncio.sleep(FAILED_SIGN_IN_DELAY_S)  # slows guessing down
+            # one failure at a time, each taking its delay: guessing runs at a few a second
+            # however many requests are sent at once
+            async with failed_sign_ins:
+                await asyncio.sleep(FAILED_SIGN_IN_DELAY_S)
             raise HTTPException(401, "wrong token, or the operator name is not valid "
                                      "(letters, digits and _.:- only)")
         response.set_cookie(SESSION_COOKIE, session_id, max_age=SESSION_TTL_S, httponly=True,

@@ -47,8 +47,9 @@ class LockerRecord:
         states: dict[str, int] = {}
         doors_open = 0
         sizes: dict[str, list[int]] = {}  # size -> [free, total]
-        for size in status.get("free_by_size") or {}:
-            sizes.setdefault(str(size), [0, 0])
+        free_by_size = _counts(status.get("free_by_size"))
+        for size in free_by_size:
+            sizes.setdefault(size, [0, 0])
         for compartment in self.compartments.values():
             state = str(compartment.get("state"))
             states[state] = states.get(state, 0) + 1
@@ -57,8 +58,8 @@ class LockerRecord:
             counts[1] += 1
             counts[0] += state == "free"
         if not self.compartments:  # only the status is known yet
-            for size, free in (status.get("free_by_size") or {}).items():
-                sizes[str(size)] = [int(free), int(free)]
+            for size, free in free_by_size.items():
+                sizes[size] = [free, free]
         return {
             "id": self.locker_id,
             "online": status.get("online") if self.status is not None else None,
@@ -233,6 +234,15 @@ class Fleet:
             self.ignored += 1
             return
         document.setdefault("id", compartment_id)
+        # what the page reads must have the types the contract gives it, whatever came
+        for key in ("state", "door", "size", "label"):
+            if key in document and not isinstance(document[key], str):
+                document[key] = str(document[key])
+        ids = document.get("assignment_ids")
+        if ids is not None:
+            document["assignment_ids"] = (
+                [str(i) for i in ids] if isinstance(ids, list) else []
+            )
         record.compartments[compartment_id] = document
         for key in alarms.lifted_by_compartment(compartment_id, document):
             record.alarms.pop(key, None)
@@ -269,3 +279,12 @@ class Fleet:
         elif depth < alarms.OUTBOX_BACKLOG:
             record.alarms.pop(key, None)
 
+
+def _counts(value: object) -> dict[str, int]:
+    """A size -> count mapping from a message; anything malformed in it is left out."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(size): count for size, count in value.items()
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0
+    }
