@@ -499,6 +499,12 @@ def build_api(agent: Agent) -> None:
     from locker_agent.api.token import TokenError, load_or_create_token
 
     config = agent.config
+    if config.api.host not in ("127.0.0.1", "::1", "localhost"):
+        logger.warning(
+            "the local API listens on %s: codes typed on the kiosk page and the maintenance "
+            "token cross that network in clear; keep it on 127.0.0.1 unless a TLS proxy "
+            "or a trusted link sits in front", config.api.host,
+        )
     try:
         token = load_or_create_token(config.state_dir)
     except (TokenError, OSError) as exc:

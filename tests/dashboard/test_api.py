@@ -206,3 +206,10 @@ def test_the_stream_starts_with_a_snapshot_and_then_sends_only_changes(
     assert batches
     for batch in batches:  # never the whole fleet again: one locker changed
         assert [s["id"] for s in batch["lockers"]] in ([REAL_LOCKER], [])  # type: ignore[union-attr]
+
+
+def test_the_page_loads_nothing_from_outside_and_cannot_be_framed(http: TestClient) -> None:
+    page = http.get("/")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"

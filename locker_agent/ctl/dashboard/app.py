@@ -37,6 +37,13 @@ SUBSCRIBER_BACKLOG = 512
 logger = logging.getLogger(__name__)
 
 FAILED_SIGN_IN_DELAY_S = 0.5
+SECURITY_HEADERS = {
+    "Content-Security-Policy":
+        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+"""The page loads nothing from outside (a depot laptop may be offline) and cannot be framed."""
 
 
 class SignIn(BaseModel):
@@ -152,7 +159,9 @@ def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
         if request.method not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
             return JSONResponse({"detail": "refused: the request did not come from this page"},
                                 status_code=403)
-        return await call_next(request)
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     @app.post("/api/session")
     async def sign_in(body: SignIn, response: Response) -> dict[str, str]:
