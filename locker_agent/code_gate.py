@@ -47,6 +47,8 @@ class Failure:
     wait_s: float
     locker_locked: bool
     newly_locked: bool
+    refusal: LockedOut | None
+    """What the next try from that input is told while the wait lasts."""
 
 
 class CodeGate:
@@ -84,14 +86,7 @@ class CodeGate:
         lockout = self._lockouts[namespace]
         wait = lockout.wait_for(source, now)
         if wait > 0:
-            if lockout.locker_locked(now):
-                message = (
-                    "Too many wrong codes have been entered at this locker. "
-                    f"Please try again in {_minutes(wait)}."
-                )
-            else:
-                message = f"Too many wrong codes. Please try again in {_minutes(wait)}."
-            raise LockedOut(message, retry_after_s=round(wait, 1))
+            raise _locked_out(wait, locker_locked=lockout.locker_locked(now))
 
     def failed(self, namespace: Namespace, source: str, now: float, at: datetime) -> Failure:
         lockout = self._lockouts[namespace]
@@ -99,7 +94,10 @@ class CodeGate:
         wait = lockout.failed(source, now)
         self._save(namespace, at)
         locked = lockout.locker_locked(now)
-        return Failure(wait_s=wait, locker_locked=locked, newly_locked=locked and not was_locked)
+        return Failure(
+            wait_s=wait, locker_locked=locked, newly_locked=locked and not was_locked,
+            refusal=_locked_out(wait, locker_locked=locked) if wait > 0 else None,
+        )
 
     def succeeded(self, namespace: Namespace, source: str, at: datetime) -> None:
         if self._lockouts[namespace].succeeded(source):
@@ -107,9 +105,6 @@ class CodeGate:
 
     def consecutive_failures(self, namespace: Namespace, source: str) -> int:
         return self._lockouts[namespace].consecutive_failures(source)
-
-    def lockout_policy(self, namespace: Namespace) -> LockoutPolicy:
-        return self._lockouts[namespace].policy
 
     def _save(self, namespace: Namespace, at: datetime) -> None:
         try:
@@ -145,6 +140,17 @@ class CodeGate:
     def use_token(self, token: PickupToken, now: datetime) -> bool:
         """Record a pickup token as used; False if it already was (a replay)."""
         return self._store.use_token(token.token_id, expires_at=token.expires_at, now=now)
+
+
+def _locked_out(wait_s: float, *, locker_locked: bool) -> LockedOut:
+    if locker_locked:
+        message = (
+            "Too many wrong codes have been entered at this locker. "
+            f"Please try again in {_minutes(wait_s)}."
+        )
+    else:
+        message = f"Too many wrong codes. Please try again in {_minutes(wait_s)}."
+    return LockedOut(message, retry_after_s=round(wait_s, 1))
 
 
 def _minutes(seconds: float) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -21,7 +21,7 @@ from locker_agent.domain.errors import DomainError, InvalidCode, LockedOut, Sess
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import Assignment, CredentialKind, DomainEvent
 from locker_agent.hardware.interfaces import CodeEntry
-from locker_agent.service import CodeOutcome, LockerService
+from locker_agent.service import NOT_READY, CodeOutcome, LockerService
 from locker_agent.store import StoredEvent
 from locker_agent.tokens import PickupToken
 
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 Problem = Literal["doesnt_fit", "door_broken"]
 _Waiting = Callable[[Locker], list[Assignment]]
+_BeginRemoval = Callable[..., list[DomainEvent]]
+"""``Locker.begin_collect_return`` or ``Locker.begin_reclaim``, called on the live locker."""
 _Transition = Callable[[], list[DomainEvent]]
 
 
@@ -102,8 +104,7 @@ class CourierDesk:
         """Check a courier code or courier token; on success the outcome carries the session."""
         service = self._service
         if not service.accepting:
-            return CodeOutcome(False, "The locker is not ready; please try again in a minute.",
-                               reason="not_accepting")
+            return NOT_READY
         now = service.now()
         if service.gate.is_token(entry.text):
             try:
@@ -187,14 +188,14 @@ class CourierDesk:
     async def collect_returns(self, session_id: str) -> CodeOutcome:
         """Open every compartment holding a customer's return."""
         return self._open_each(
-            session_id, lambda locker: locker.returns_to_collect(), "collect",
+            session_id, Locker.returns_to_collect, Locker.begin_collect_return,
             "take the returns out and close the doors.", "There are no returns to collect.",
         )
 
     async def reclaim_expired(self, session_id: str) -> CodeOutcome:
         """Open every compartment holding a parcel whose hold period ran out."""
         return self._open_each(
-            session_id, lambda locker: locker.expired_to_reclaim(), "reclaim",
+            session_id, Locker.expired_to_reclaim, Locker.begin_reclaim,
             "take the expired parcels out and close the doors.",
             "There are no expired parcels to take back.",
         )
@@ -205,7 +206,7 @@ class CourierDesk:
         self,
         session_id: str,
         waiting: _Waiting,
-        action: Literal["collect", "reclaim"],
+        begin_one: _BeginRemoval,
         then: str,
         nothing: str,
     ) -> CodeOutcome:
@@ -221,13 +222,9 @@ class CourierDesk:
         def begin() -> list[DomainEvent]:
             now = service.now()
             events: list[DomainEvent] = []
-            current = service.locker
-            begin_one = (
-                current.begin_collect_return if action == "collect" else current.begin_reclaim
-            )
             for compartment_id in compartments:
-                events += begin_one(compartment_id, actor=session.actor, now=now,
-                                    source=session.source)
+                events += begin_one(service.locker, compartment_id, actor=session.actor,
+                                    now=now, source=session.source)
             return events
 
         return self._step(session, begin, then)
@@ -239,10 +236,7 @@ class CourierDesk:
             return CodeOutcome(False, exc.message, reason=exc.code, courier=self._view(session))
         outcome = self._service.opened(stored, then)
         session.opened.update(outcome.compartments)
-        return CodeOutcome(
-            outcome.ok, outcome.message, outcome.compartments, outcome.reason,
-            courier=self._view(session),
-        )
+        return replace(outcome, courier=self._view(session))
 
     def _open_session(
         self, courier_id: str, source: str, via: str, now: datetime, *,

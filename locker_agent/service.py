@@ -68,6 +68,12 @@ class CodeOutcome:
     """The courier's session after a courier step (see :mod:`locker_agent.courier_desk`)."""
 
 
+NOT_READY = CodeOutcome(
+    False, "The locker is not ready; please try again in a minute.", reason="not_accepting"
+)
+"""Said to every code entered before the service has started or while it stops."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -222,10 +228,7 @@ class LockerService:
         to them); every other code first passes the lockout, and a wrong one counts toward it.
         """
         if not self._accepting:
-            return CodeOutcome(
-                False, "The locker is not ready; please try again in a minute.",
-                reason="not_accepting",
-            )
+            return NOT_READY
         now = self._now()
         if self.gate.is_token(entry.text):
             return self._submit_token(entry, now)
@@ -291,23 +294,19 @@ class LockerService:
         self._record_refusal(namespace, source, error.reason)
         if error.reason == "in_use":
             return CodeOutcome(False, error.message, reason=error.reason)
-        seconds = self.code_clock()
-        failure = self.gate.failed(namespace, source, seconds, now)
-        if failure.wait_s > 0:
-            scope = "locker" if failure.locker_locked else "input"
-            if scope == "input" or failure.newly_locked:
-                event = DomainEvent(
-                    "code_lockout", now,
-                    data={"namespace": namespace.value, "scope": scope, "source": source,
-                          "retry_after_s": round(failure.wait_s, 1)},
-                )
-                self.apply(lambda: [event])
-            try:
-                self.gate.check(namespace, source, seconds)
-            except LockedOut as locked:
-                return CodeOutcome(False, f"{error.message} {locked.message}",
-                                   reason=error.reason, retry_after_s=locked.retry_after_s)
-        return CodeOutcome(False, error.message, reason=error.reason)
+        failure = self.gate.failed(namespace, source, self.code_clock(), now)
+        if failure.refusal is None:
+            return CodeOutcome(False, error.message, reason=error.reason)
+        scope = "locker" if failure.locker_locked else "input"
+        if scope == "input" or failure.newly_locked:
+            event = DomainEvent(
+                "code_lockout", now,
+                data={"namespace": namespace.value, "scope": scope, "source": source,
+                      "retry_after_s": failure.refusal.retry_after_s},
+            )
+            self.apply(lambda: [event])
+        return CodeOutcome(False, f"{error.message} {failure.refusal.message}",
+                           reason=error.reason, retry_after_s=failure.refusal.retry_after_s)
 
     def record_token_refusal(self, namespace: Namespace, source: str, reason: str) -> None:
         """A refused signed token: recorded, but at most one event a second per input.

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from locker_agent.api.context import ApiContext
-from locker_agent.api.errors import from_domain, responses
+from locker_agent.api.errors import responses
 from locker_agent.api.kiosk import TYPED_SOURCE
 from locker_agent.api.schemas import (
     PRINTABLE_ASCII,
@@ -23,7 +23,6 @@ from locker_agent.api.schemas import (
     StrictBody,
     door_place,
 )
-from locker_agent.domain.errors import DomainError
 from locker_agent.hardware.interfaces import CodeEntry
 from locker_agent.service import CodeOutcome
 
@@ -163,45 +162,28 @@ def courier_router(context: ApiContext, desk: CourierDeskPort) -> APIRouter:
     @router.get("/sessions/{session_id}", responses=session_errors,
                 summary="What is waiting for the signed-in courier")
     async def session(session_id: SessionId) -> CourierSession:
-        try:
-            return session_body(context, desk.view(session_id))
-        except DomainError as exc:
-            raise from_domain(exc) from exc
+        return session_body(context, desk.view(session_id))
 
     @router.post("/sessions/{session_id}/deposit", responses=session_errors,
                  summary="Open the compartment for a scanned parcel")
     async def deposit(session_id: SessionId, request: DepositRequest) -> CourierOutcome:
-        try:
-            return courier_outcome(context, await desk.deposit(session_id, request.parcel))
-        except DomainError as exc:
-            raise from_domain(exc) from exc
+        return courier_outcome(context, await desk.deposit(session_id, request.parcel))
 
     @router.post("/sessions/{session_id}/problem", responses=session_errors,
                  summary="The parcel does not fit, or the door is broken")
     async def problem(session_id: SessionId, request: ProblemRequest) -> CourierOutcome:
-        try:
-            outcome = await desk.report_problem(
-                session_id, request.compartment_id, request.problem
-            )
-        except DomainError as exc:
-            raise from_domain(exc) from exc
+        outcome = await desk.report_problem(session_id, request.compartment_id, request.problem)
         return courier_outcome(context, outcome)
 
     @router.post("/sessions/{session_id}/collect-returns", responses=session_errors,
                  summary="Open every compartment holding a return for this courier")
     async def collect_returns(session_id: SessionId) -> CourierOutcome:
-        try:
-            return courier_outcome(context, await desk.collect_returns(session_id))
-        except DomainError as exc:
-            raise from_domain(exc) from exc
+        return courier_outcome(context, await desk.collect_returns(session_id))
 
     @router.post("/sessions/{session_id}/reclaim-expired", responses=session_errors,
                  summary="Open every compartment holding an expired parcel")
     async def reclaim_expired(session_id: SessionId) -> CourierOutcome:
-        try:
-            return courier_outcome(context, await desk.reclaim_expired(session_id))
-        except DomainError as exc:
-            raise from_domain(exc) from exc
+        return courier_outcome(context, await desk.reclaim_expired(session_id))
 
     @router.post("/sessions/{session_id}/sign-out", summary="End the courier's session")
     async def sign_out(session_id: SessionId) -> Outcome:

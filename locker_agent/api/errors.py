@@ -92,6 +92,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.code, exc.field, exc.headers)
 
+    @app.exception_handler(DomainError)
+    async def _refused(request: Request, exc: DomainError) -> JSONResponse:
+        """A transition the locker refused: its code, message and field, with its status."""
+        refusal = from_domain(exc)
+        return error_response(refusal.status, refusal.message, refusal.code, refusal.field)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, field = _validation_message(list(exc.errors()))

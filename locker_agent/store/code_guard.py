@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.sqlite import insert
 
 from locker_agent.store.tables import CodeLockoutRow, CourierRevocationRow, UsedTokenRow
@@ -89,9 +89,6 @@ class CodeGuardStore:
             ).scalar_one_or_none()
         return value
 
-    def used_tokens(self) -> int:
-        with self._engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(_USED_TOKEN)).scalar_one())
 
 
 def token_digest(token_id: str) -> str:
