@@ -43,6 +43,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 lint: setup
 	$(BIN)/ruff check locker_agent tests
+	$(BIN)/lint-imports  # the layering: pyproject.toml [tool.importlinter]
 
 typecheck: setup
 	$(BIN)/mypy locker_agent

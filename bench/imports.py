@@ -24,7 +24,7 @@ MODULES = (
     ("fastapi", "kiosk API only"),
     ("uvicorn", "kiosk API only"),
     ("prometheus_client", "API /metrics only"),
-    ("locker_agent.daemon", "everything the daemon imports at start"),
+    ("locker_agent.runtime.daemon", "everything the daemon imports at start"),
 )
 
 _PROBE = (
@@ -45,7 +45,7 @@ def import_cost(module: str) -> float:
 
 def daemon_modules() -> set[str]:
     """Top-level packages in sys.modules once the daemon's modules are imported."""
-    probe = ("import sys, locker_agent.daemon\n"
+    probe = ("import sys, locker_agent.runtime.daemon\n"
              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             check=True, timeout=60).stdout
@@ -60,6 +60,7 @@ def run(*, smoke: bool) -> list[Figure]:
         figures.append(Figure(f"import {module}", "MB", costs, f"{runs} fresh interpreters",
                               notes=[used_for]))
     loaded = daemon_modules()
-    eager = [m for m, _ in MODULES if m.split(".")[0] in loaded and m != "locker_agent.daemon"]
+    eager = [m for m, _ in MODULES
+             if m.split(".")[0] in loaded and m != "locker_agent.runtime.daemon"]
     figures[-1].notes.append("loads " + ", ".join(m.split(".")[0] for m in eager))
     return figures

@@ -23,8 +23,8 @@ from bench.figures import Figure, Target
 from bench.lockers import write_locker_config
 from locker_agent.config import load_config
 from locker_agent.ctl.client import ConnectionOptions, FleetClient, Received
-from locker_agent.daemon import build_agent
 from locker_agent.domain.model import DomainEvent
+from locker_agent.runtime.daemon import build_agent
 
 TARGET = Target("≤ 30 s, none lost, order kept", "max", 30.0)
 LOCKER = "bench-drain"

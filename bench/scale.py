@@ -22,11 +22,11 @@ from bench.figures import Figure, Target
 from bench.lockers import write_locker_config
 from bench.world import doors_for, load_parcels, pickup_latencies
 from locker_agent.config import load_config
-from locker_agent.daemon import Agent, build_agent
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.errors import InvalidCode
 from locker_agent.domain.model import AssignmentKind, AssignmentStatus, CredentialKind
-from locker_agent.secret import load_secret
+from locker_agent.runtime.daemon import Agent, build_agent
+from locker_agent.runtime.secret import load_secret
 from locker_agent.store.tables import AssignmentRow, CredentialAssignmentRow, CredentialRow
 
 COMPARTMENTS = 200

@@ -15,10 +15,10 @@ from pathlib import Path
 from bench.figures import Figure
 from bench.lockers import write_locker_config
 from locker_agent.config import load_config
-from locker_agent.daemon import compartments_from
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import DomainEvent
+from locker_agent.runtime.state import compartments_from
 from locker_agent.store import Store
 
 HOUR = 3600.0

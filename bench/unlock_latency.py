@@ -14,7 +14,7 @@ from bench.figures import Figure, Target
 from bench.lockers import write_locker_config
 from bench.world import Pickup, kiosk_pickup, pickup_latencies, timed_pickup
 from locker_agent.config import load_config
-from locker_agent.daemon import build_agent
+from locker_agent.runtime.daemon import build_agent
 
 TARGET = Target("p99 ≤ 10 ms", "p99", 10.0)
 

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from locker_agent.daemon import Agent
+from locker_agent.app.ports.hardware import CodeEntry
 from locker_agent.domain.model import AssignmentStatus, DoorState
-from locker_agent.hardware.interfaces import CodeEntry
+from locker_agent.runtime.daemon import Agent
 
 HOUR = 3600.0
 

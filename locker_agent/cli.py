@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 
 from locker_agent import __version__
-from locker_agent.commissioning import hw_test
+from locker_agent.app.report import assignment_rows, compartment_rows, status_text
 from locker_agent.config import AgentConfig, ConfigError, default_config_path, load_config
-from locker_agent.daemon import StartupError, build_agent, compartments_from, run_agent
-from locker_agent.doctor import run_doctor
 from locker_agent.domain.credentials import CodeHasher
-from locker_agent.log import configure_logging
-from locker_agent.report import assignment_rows, compartment_rows, status_text
+from locker_agent.ops.commissioning import hw_test
+from locker_agent.ops.doctor import run_doctor
+from locker_agent.runtime.daemon import build_agent, run_agent
+from locker_agent.runtime.errors import StartupError
+from locker_agent.runtime.log import configure_logging
+from locker_agent.runtime.state import compartments_from
 from locker_agent.store import Store, StoreError
 
 EXIT_OK = 0
@@ -190,8 +192,8 @@ def _hw_test(args: argparse.Namespace) -> int:
 
 
 def _hw_monitor(args: argparse.Namespace) -> int:
-    from locker_agent.hardware.interfaces import HardwareError
-    from locker_agent.hw_monitor import hw_monitor
+    from locker_agent.app.ports.hardware import HardwareError
+    from locker_agent.ops.hw_monitor import hw_monitor
 
     config = _load(args.config)
     if config is None:

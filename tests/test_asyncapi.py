@@ -12,9 +12,9 @@ import pytest
 from pydantic import BaseModel
 
 from locker_agent.cloud import asyncapi
-from locker_agent.cloud import contract as c
-from locker_agent.cloud.signing import canonical_command, load_public_key, verify
 from locker_agent.config import MqttConfig, Policies
+from locker_agent.contract import messages as c
+from locker_agent.contract.signing import canonical_command, load_public_key, verify
 from tests.conftest import REPO
 
 DOC = REPO / "docs" / "asyncapi.yaml"

@@ -11,11 +11,11 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from locker_agent.config import Policies
-from locker_agent.daemon import lockout_policies
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.errors import InvalidCode
 from locker_agent.domain.lockout import CodeLockout, LockoutPolicy
 from locker_agent.domain.model import Compartment, CredentialKind
+from locker_agent.runtime.policies import lockout_policies
 
 YEAR = timedelta(days=365)
 START = datetime(2026, 1, 1, tzinfo=UTC)

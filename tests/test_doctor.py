@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from locker_agent.config import load_config
-from locker_agent.daemon import compartments_from, open_store
-from locker_agent.doctor import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, run_doctor
+from locker_agent.ops.doctor import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, run_doctor
+from locker_agent.runtime.state import compartments_from, open_store
 from tests.conftest import ConfigWriter
 from tests.support.mosquitto import (  # noqa: F401 - fixtures
     BrokerFactory,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from locker_agent.config import load_config
-from locker_agent.daemon import build_agent
 from locker_agent.domain.model import AssignmentStatus
+from locker_agent.runtime.daemon import build_agent
 from tests.conftest import REPO, ConfigWriter
 
 # The status an assignment must have if this event is the last one recorded for it.
@@ -102,7 +102,7 @@ def test_sigkill_mid_burst_loses_nothing_committed(
 
 
 async def _start_and_stop(agent: object) -> None:
-    from locker_agent.daemon import Agent
+    from locker_agent.runtime.daemon import Agent
 
     assert isinstance(agent, Agent)
     await agent.start()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from locker_agent import service as service_module
+from locker_agent.app import service as service_module
 from locker_agent.config import load_config
-from locker_agent.daemon import build_agent
 from locker_agent.domain.model import AssignmentStatus, CompartmentState
+from locker_agent.runtime.daemon import build_agent
 from tests.conftest import ConfigWriter
 
 HOUR = 3600.0

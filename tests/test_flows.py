@@ -19,14 +19,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from locker_agent.code_gate import Namespace
+from locker_agent.app.code_gate import Namespace
+from locker_agent.app.courier_desk import CourierDesk
+from locker_agent.app.ports.hardware import CodeEntry
 from locker_agent.config import load_config
-from locker_agent.courier_desk import CourierDesk
-from locker_agent.daemon import Agent, build_agent
+from locker_agent.contract.tokens import sign_courier_token, sign_pickup_token
 from locker_agent.domain.errors import DomainError, SessionExpired
 from locker_agent.domain.model import AssignmentStatus, CompartmentState, DoorState
-from locker_agent.hardware.interfaces import CodeEntry
-from locker_agent.tokens import sign_courier_token, sign_pickup_token
+from locker_agent.runtime.daemon import Agent, build_agent
 from tests.conftest import ConfigWriter
 
 HOUR = 3600.0

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from locker_agent import daemon
 from locker_agent.config import load_config
-from locker_agent.daemon import build_agent
+from locker_agent.runtime import daemon
+from locker_agent.runtime.daemon import build_agent
 from tests.conftest import ConfigWriter
 
 

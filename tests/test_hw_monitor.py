@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from locker_agent.config import load_config
-from locker_agent.hw_monitor import SHOW_CODES_WARNING, hw_monitor
+from locker_agent.ops.hw_monitor import SHOW_CODES_WARNING, hw_monitor
 from tests.conftest import BIN, ConfigWriter
 from tests.hardware.contract import eventually
 from tests.hardware.test_scanner import ScannerCable

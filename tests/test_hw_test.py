@@ -6,11 +6,11 @@ import asyncio
 import subprocess
 from pathlib import Path
 
-from locker_agent.commissioning import CompartmentResult, hw_test, report
+from locker_agent.app.safety import SafeLocks
 from locker_agent.config import load_config
-from locker_agent.daemon import build_agent
 from locker_agent.hardware.gpio import GpioLocker
-from locker_agent.hardware.safety import SafeLocks
+from locker_agent.ops.commissioning import CompartmentResult, hw_test, report
+from locker_agent.runtime.daemon import build_agent
 from tests.conftest import BIN, ConfigWriter
 from tests.hardware.physics import LockerPhysics
 

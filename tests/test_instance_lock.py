@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from locker_agent.config import load_config
-from locker_agent.daemon import StartupError, build_agent
+from locker_agent.runtime.daemon import build_agent
+from locker_agent.runtime.errors import StartupError
 from tests.cloud.harness import AgentProcess
 from tests.conftest import BIN, ConfigWriter
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from locker_agent.log import JsonFormatter, KeyValueFormatter, configure_logging
+from locker_agent.runtime.log import JsonFormatter, KeyValueFormatter, configure_logging
 
 
 def emit(

@@ -18,9 +18,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from locker_agent.app.ports.hardware import CodeEntry
+from locker_agent.contract.tokens import sign_pickup_token
 from locker_agent.domain.model import AssignmentStatus, DoorState
-from locker_agent.hardware.interfaces import CodeEntry
-from locker_agent.tokens import sign_pickup_token
 from tests.cloud.harness import AgentThread, Cloud
 from tests.conftest import ConfigWriter
 from tests.support.mosquitto import MosquittoBroker, mosquitto  # noqa: F401 - fixture

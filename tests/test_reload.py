@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from locker_agent.config import load_config
-from locker_agent.daemon import build_agent, reload_policies
+from locker_agent.runtime.daemon import build_agent, reload_policies
 from tests.cloud.harness import AgentProcess
 from tests.conftest import ConfigWriter
 
@@ -29,13 +29,13 @@ def test_reload_applies_new_policies_and_keeps_state(
         text = text.replace("[policies]", "[policies]\nremote_open_limit = 2")
         config.write_text(text)
         assert reload_policies(agent, config)
-        assert service._policy.pulse_s == pytest.approx(0.12)
+        assert service.unlock_policy.pulse_s == pytest.approx(0.12)
         assert agent.processor is not None and agent.processor.policies.remote_open_limit == 2
         assert "p-1" in service.locker.assignments  # nothing dropped
 
         config.write_text(text.replace("lock_pulse_ms = 120", "lock_pulse_ms = 9000"))
         assert not reload_policies(agent, config)
-        assert service._policy.pulse_s == pytest.approx(0.12)  # the old policy stays
+        assert service.unlock_policy.pulse_s == pytest.approx(0.12)  # the old policy stays
         assert "policies.lock_pulse_ms" in caplog.text
 
         config.write_text(text.replace('locker_id = "test-locker"', 'locker_id = "renamed"'))

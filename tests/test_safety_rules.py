@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory  # type: ignore[import-untyped]
 
+from locker_agent.app.ports.hardware import HardwareError
+from locker_agent.app.safety import SafeLocks
 from locker_agent.config import load_config
-from locker_agent.daemon import Agent, build_agent
 from locker_agent.hardware.gpio import GpioLocker
-from locker_agent.hardware.interfaces import HardwareError
-from locker_agent.hardware.safety import SafeLocks
 from locker_agent.hardware.simulated import SimulatedLocker
+from locker_agent.runtime.daemon import Agent, build_agent
 from tests.hardware.contract import eventually, run
 from tests.hardware.physics import LockerPhysics, RelayPin
 
@@ -235,7 +235,7 @@ def test_power_budget_one_lock_at_a_time_with_a_gap_and_reloadable(tmp_path: Pat
 
             # SIGHUP reload: a bigger budget and no gap apply to the running locker
             service = agent.service
-            service.set_unlock_policy(replace(service._policy, max_simultaneous=2, gap_s=0.0))
+            service.set_unlock_policy(replace(service.unlock_policy, max_simultaneous=2, gap_s=0.0))
             await eventually(lambda: not agent.service.locker.intents, what="doors shut")
             for relay in physics.relays.values():
                 relay.clear_states()

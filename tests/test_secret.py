@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from locker_agent.domain.credentials import CodeHasher
-from locker_agent.secret import SECRET_BYTES, SecretError, load_secret
+from locker_agent.runtime.secret import SECRET_BYTES, SecretError, load_secret
 
 
 def mode_of(path: Path) -> int:

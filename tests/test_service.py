@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from locker_agent.app.ports.hardware import CodeEntry
 from locker_agent.config import load_config
-from locker_agent.daemon import Agent, build_agent
 from locker_agent.domain.model import AssignmentStatus, CompartmentState, DoorState
-from locker_agent.hardware.interfaces import CodeEntry
+from locker_agent.runtime.daemon import Agent, build_agent
 from tests.conftest import ConfigWriter
 
 HOUR = 3600.0
@@ -151,7 +151,7 @@ def test_a_jammed_door_is_pulsed_again_then_taken_out_of_service_keeping_the_cod
 def test_a_door_left_open_raises_an_alarm_that_repeats_until_it_closes(
     write_config: ConfigWriter, clean_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from locker_agent import service as service_module
+    from locker_agent.app import service as service_module
 
     monkeypatch.setattr(service_module, "TICK_INTERVAL_S", 0.02)
     path = write_config(policies={"door_left_open_alarm_s": 0.15})

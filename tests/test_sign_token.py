@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from locker_agent.cloud.signing import load_public_key
-from locker_agent.tokens import CourierToken, PickupToken, TokenRefused, TokenVerifier
+from locker_agent.contract.signing import load_public_key
+from locker_agent.contract.tokens import CourierToken, PickupToken, TokenRefused, TokenVerifier
 from tests.conftest import BIN
 
 CTL = [str(BIN / "locker-ctl")] if (BIN / "locker-ctl").exists() else [

@@ -18,16 +18,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from locker_agent.app.health import CheckResult, hardware_alive, loop_responsive
 from locker_agent.hardware.simulated import SimulatedLocker
+from locker_agent.runtime.systemd_notify import Notifier, Watchdog
 from locker_agent.store import Store
-from locker_agent.systemd_notify import (
-    CheckResult,
-    Notifier,
-    Watchdog,
-    database_writable,
-    hardware_alive,
-    loop_responsive,
-)
+from locker_agent.store.health import database_writable
 from tests.conftest import BIN, ConfigWriter
 
 
@@ -135,7 +130,7 @@ def test_a_status_cannot_inject_fields(receiver: Receiver) -> None:
 def test_without_notify_socket_everything_is_a_quiet_no_op(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="locker_agent.systemd_notify")
+    caplog.set_level(logging.DEBUG, logger="locker_agent.runtime.systemd_notify")
     notifier = Notifier.from_environment({})
     assert not notifier.enabled
     assert not notifier.ready()
@@ -150,7 +145,7 @@ def test_send_errors_are_logged_once_and_never_raised(
     caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     notifier = Notifier(str(tmp_path / "nobody-listens"))
-    with caplog.at_level(logging.WARNING, logger="locker_agent.systemd_notify"):
+    with caplog.at_level(logging.WARNING, logger="locker_agent.runtime.systemd_notify"):
         for _ in range(5):
             assert notifier.watchdog() is False
         assert notifier.ready() is False
@@ -250,7 +245,7 @@ def test_watchdog_pings_while_healthy_stops_on_failure_and_resumes(
         assert not watchdog.running
         return healthy, failing, recovered
 
-    with caplog.at_level(logging.INFO, logger="locker_agent.systemd_notify"):
+    with caplog.at_level(logging.INFO, logger="locker_agent.runtime.systemd_notify"):
         healthy, failing, recovered = asyncio.run(scenario())
     assert healthy.count("WATCHDOG=1") >= 3
     assert failing == []  # no ping, and the status is not repeated

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from locker_agent.tokens import (
+from locker_agent.contract.tokens import (
     COURIER,
     FORMAT_VERSION,
     MAX_TOKEN_BYTES,

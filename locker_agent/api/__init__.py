@@ -1,7 +1,7 @@
 """The locker's local HTTP API and the touchscreen kiosk page it serves.
 
 Runs inside the agent, on the agent's event loop (see :mod:`locker_agent.api.server`), so
-every request reaches the :class:`~locker_agent.service.LockerService` on the loop that owns
+every request reaches the :class:`~locker_agent.app.service.LockerService` on the loop that owns
 the locker's state.
 """
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from locker_agent.service import LockerService
-from locker_agent.systemd_notify import HealthCheck
-
-if TYPE_CHECKING:
-    from locker_agent.api.courier import CourierDeskPort
+from locker_agent.app.courier_desk import CourierDesk
+from locker_agent.app.health import HealthCheck
+from locker_agent.app.service import LockerService
 
 
 @dataclass(frozen=True)
@@ -32,7 +29,7 @@ class ApiContext:
     health_checks: Sequence[HealthCheck] = ()
     mqtt_connected: Callable[[], bool] | None = None
     """None when the locker has no cloud link configured."""
-    courier_desk: CourierDeskPort | None = None
+    courier_desk: CourierDesk | None = None
     screen_timeout_s: float = 60.0
     max_body_bytes: int = 4096
     languages: tuple[str, ...] = field(default=("en", "ru", "zh-Hant", "it"))

@@ -1,12 +1,12 @@
 """The courier's side of the kiosk: sign in, see what is waiting, deposit, report, collect.
 
-The session logic lives in :mod:`locker_agent.courier_desk`; these routes only carry it over
-HTTP. The desk is described here as a protocol so the API depends on its shape, not its code.
+The session logic lives in :mod:`locker_agent.app.courier_desk`; these routes only carry it over
+HTTP.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Protocol
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -23,57 +23,10 @@ from locker_agent.api.schemas import (
     StrictBody,
     door_place,
 )
-from locker_agent.hardware.interfaces import CodeEntry
-from locker_agent.service import CodeOutcome
-
-Problem = Literal["doesnt_fit", "door_broken"]
-
-
-class WaitingParcelView(Protocol):
-    @property
-    def assignment_id(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def size(self) -> str: ...
-    @property
-    def compartment_id(self) -> str | None: ...
-    @property
-    def label(self) -> str | None: ...
-    @property
-    def barcode(self) -> str | None: ...
-
-
-class CourierViewLike(Protocol):
-    @property
-    def session_id(self) -> str: ...
-    @property
-    def courier_id(self) -> str: ...
-    @property
-    def to_deposit(self) -> tuple[WaitingParcelView, ...]: ...
-    @property
-    def returns_to_collect(self) -> tuple[WaitingParcelView, ...]: ...
-    @property
-    def expired_to_reclaim(self) -> tuple[WaitingParcelView, ...]: ...
-    @property
-    def open_compartments(self) -> tuple[str, ...]: ...
-    @property
-    def idle_expires_in_s(self) -> float: ...
-
-
-class CourierDeskPort(Protocol):
-    """What :class:`locker_agent.courier_desk.CourierDesk` offers."""
-
-    async def sign_in(self, entry: CodeEntry) -> CodeOutcome: ...
-    def view(self, session_id: str) -> CourierViewLike: ...
-    async def deposit(self, session_id: str, parcel: str) -> CodeOutcome: ...
-    async def report_problem(
-        self, session_id: str, compartment_id: str, problem: Problem
-    ) -> CodeOutcome: ...
-    async def collect_returns(self, session_id: str) -> CodeOutcome: ...
-    async def reclaim_expired(self, session_id: str) -> CodeOutcome: ...
-    def sign_out(self, session_id: str) -> None: ...
-
+from locker_agent.app.courier_desk import CourierDesk, Problem
+from locker_agent.app.outcomes import CodeOutcome, CourierView
+from locker_agent.app.outcomes import WaitingParcel as Waiting
+from locker_agent.app.ports.hardware import CodeEntry
 
 # --- bodies ------------------------------------------------------------------------------------
 
@@ -115,8 +68,8 @@ class ProblemRequest(StrictBody):
 SessionId = Annotated[str, Path(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-def session_body(context: ApiContext, view: CourierViewLike) -> CourierSession:
-    def parcels(items: tuple[WaitingParcelView, ...]) -> list[WaitingParcel]:
+def session_body(context: ApiContext, view: CourierView) -> CourierSession:
+    def parcels(items: tuple[Waiting, ...]) -> list[WaitingParcel]:
         return [
             WaitingParcel(
                 assignment_id=p.assignment_id, kind=p.kind, size=p.size, barcode=p.barcode,
@@ -137,7 +90,7 @@ def session_body(context: ApiContext, view: CourierViewLike) -> CourierSession:
 
 
 def courier_outcome(context: ApiContext, outcome: CodeOutcome) -> CourierOutcome:
-    view: CourierViewLike | None = outcome.courier
+    view: CourierView | None = outcome.courier
     return CourierOutcome(
         ok=outcome.ok,
         message=outcome.message,
@@ -148,7 +101,7 @@ def courier_outcome(context: ApiContext, outcome: CodeOutcome) -> CourierOutcome
     )
 
 
-def courier_router(context: ApiContext, desk: CourierDeskPort) -> APIRouter:
+def courier_router(context: ApiContext, desk: CourierDesk) -> APIRouter:
     router = APIRouter(
         prefix="/api/kiosk/courier", tags=["courier"],
         responses=responses(400, 413, 422, 500),

@@ -12,7 +12,7 @@ import threading
 
 from locker_agent.api.context import ApiContext
 from locker_agent.api.schemas import Check, Health, MqttHealth
-from locker_agent.systemd_notify import CheckResult, HealthCheck, check_name
+from locker_agent.app.health import CheckResult, HealthCheck, check_name
 
 CHECK_TIMEOUT_S = 2.0
 

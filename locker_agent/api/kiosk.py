@@ -22,8 +22,8 @@ from locker_agent.api.schemas import (
     ScanRequest,
     door_place,
 )
-from locker_agent.hardware.interfaces import CodeEntry
-from locker_agent.service import CodeOutcome
+from locker_agent.app.outcomes import CodeOutcome
+from locker_agent.app.ports.hardware import CodeEntry
 
 TYPED_SOURCE = "kiosk"
 SCANNED_SOURCE = "kiosk_scan"

@@ -15,7 +15,7 @@ from typing import Any
 
 from locker_agent.api.context import ApiContext
 from locker_agent.api.schemas import door_place
-from locker_agent.store import StoredEvent
+from locker_agent.app.ports.storage import StoredEvent
 
 LIVE_TYPES = frozenset({
     "unlock_requested", "unlock_pulsed", "door_opened", "door_closed", "unlock_abandoned",

@@ -11,7 +11,6 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy import Table, select
 
 from locker_agent.api.context import ApiContext
 from locker_agent.api.errors import responses
@@ -25,12 +24,11 @@ from locker_agent.api.schemas import (
     ServiceRequest,
 )
 from locker_agent.api.token import token_checker
+from locker_agent.app.ports.storage import AuditRecord
 from locker_agent.domain.model import DomainEvent
-from locker_agent.store.tables import AuditRow
 
 ACTOR = "maintenance"
 AUDIT_PAGE_MAX = 500
-_AUDIT: Table = AuditRow.__table__  # type: ignore[attr-defined]
 
 CompartmentPath = Annotated[
     str, Path(min_length=1, max_length=16, pattern=r"^[A-Za-z0-9_-]+$")
@@ -105,13 +103,7 @@ def maintenance_router(context: ApiContext) -> APIRouter:
         before_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
         type: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+$")] = None,
     ) -> AuditPage:
-        query = select(_AUDIT).order_by(_AUDIT.c.id.desc()).limit(limit + 1)
-        if before_id is not None:
-            query = query.where(_AUDIT.c.id < before_id)
-        if type is not None:
-            query = query.where(_AUDIT.c.type == type)
-        with service.store.engine.connect() as conn:
-            rows = list(conn.execute(query).mappings())
+        rows = service.store.audit_page(limit=limit + 1, before_id=before_id, type=type)
         entries = [_entry(row) for row in rows[:limit]]
         more = len(rows) > limit
         return AuditPage(entries=entries, next_before_id=entries[-1].id if more else None)
@@ -124,14 +116,14 @@ def maintenance_router(context: ApiContext) -> APIRouter:
     return router
 
 
-def _entry(row: Any) -> AuditEntry:
+def _entry(record: AuditRecord) -> AuditEntry:
     try:
-        data = json.loads(row["payload"])
+        data = json.loads(record.payload)  # type: ignore[arg-type]  # None is caught below
     except (TypeError, ValueError):
         data = {}
     return AuditEntry(
-        id=row["id"], event_id=row["event_id"], type=row["type"], at=row["at"],
-        compartment_id=row["compartment_id"], assignment_id=row["assignment_id"],
+        id=record.id, event_id=record.event_id, type=record.type, at=record.at,
+        compartment_id=record.compartment_id, assignment_id=record.assignment_id,
         data=data if isinstance(data, dict) else {"value": data},
     )
 

@@ -19,8 +19,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from locker_agent.api.context import ApiContext
+from locker_agent.app.ports.storage import StoredEvent
 from locker_agent.domain.model import CompartmentState, DoorState
-from locker_agent.store import StoredEvent
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

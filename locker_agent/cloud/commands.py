@@ -22,15 +22,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ValidationError
 
 from locker_agent import __version__
-from locker_agent.cloud import contract as c
+from locker_agent.app.ports.storage import InboxRecord
+from locker_agent.app.report import assignment_rows
+from locker_agent.app.service import LockerService
 from locker_agent.cloud.policies import RuntimePolicies
-from locker_agent.cloud.signing import canonical_command, verify
+from locker_agent.contract import messages as c
+from locker_agent.contract.signing import canonical_command, verify
 from locker_agent.domain.errors import DomainError, RemoteOpenRefused
 from locker_agent.domain.model import AssignmentStatus, DomainEvent
 from locker_agent.domain.remote_open import RemoteOpenLimiter
-from locker_agent.report import assignment_rows
-from locker_agent.service import LockerService
-from locker_agent.store import InboxRecord
 
 logger = logging.getLogger(__name__)
 

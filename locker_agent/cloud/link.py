@@ -37,14 +37,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from locker_agent import __version__
-from locker_agent.cloud import contract as c
+from locker_agent.app.ports.storage import StoredEvent
+from locker_agent.app.service import LockerService
 from locker_agent.cloud.commands import CommandProcessor
 from locker_agent.cloud.outbox_guard import OutboxGuard
-from locker_agent.cloud.tcp import send_without_delay
-from locker_agent.cloud.topics import Topics
 from locker_agent.config import MqttConfig
-from locker_agent.service import LockerService
-from locker_agent.store import StoredEvent
+from locker_agent.contract import messages as c
+from locker_agent.contract.topics import Topics
+from locker_agent.contract.transport import send_without_delay
 
 logger = logging.getLogger(__name__)
 

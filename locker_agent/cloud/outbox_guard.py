@@ -12,8 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from locker_agent.app.service import LockerService
 from locker_agent.domain.model import DomainEvent
-from locker_agent.service import LockerService
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from locker_agent.cloud.contract import CompartmentMessage
+from locker_agent.contract.messages import CompartmentMessage
 from locker_agent.domain.locker import Locker
 
 

@@ -12,38 +12,35 @@ import os
 import queue
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from locker_agent.cloud.contract import COMMAND_ARGS
-from locker_agent.cloud.signing import SigningKeyError, load_private_key, public_key_base64
-from locker_agent.cloud.topics import COMMAND_NAME_CHARS
-from locker_agent.ctl.client import ConnectionOptions, CtlError, FleetClient, Received
+from locker_agent.contract.messages import COMMAND_ARGS
+from locker_agent.contract.signing import public_key_base64
+from locker_agent.contract.tokens import key_id, sign_courier_token, sign_pickup_token
+from locker_agent.contract.topics import COMMAND_NAME_CHARS
+from locker_agent.ctl.client import CtlError, Received
 from locker_agent.ctl.dashboard.cli import add_parser as add_dashboard_parser
-from locker_agent.tokens import key_id, sign_courier_token, sign_pickup_token
-
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
-
-PASSWORD_ENV = "LOCKER_CTL_PASSWORD"
-SIGN_KEY_ENV = "LOCKER_CTL_SIGN_KEY"
-DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
+from locker_agent.ctl.options import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    SIGN_KEY_ENV,
+    UsageError,
+    connected,
+    connection_options,
+    positive,
+    signing_key,
+)
 
 _PARCEL_STATES = frozenset({"occupied", "expired", "return_waiting"})
 """Compartment states in which a parcel is inside."""
-
-
-class UsageError(Exception):
-    """Something on the command line, or a file it names, cannot be used."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
             "problem. Connection options may come before or after the subcommand."
         ),
     )
-    _connection_options(parser, defaults=True)
+    connection_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     send = sub.add_parser(
@@ -106,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         "--sign-key", type=Path, metavar="PATH",
         help=f"Ed25519 private key (PEM) to sign the command with (or ${SIGN_KEY_ENV})",
     )
-    send.add_argument("--expires-in", type=_positive, default=300.0, metavar="SECONDS",
+    send.add_argument("--expires-in", type=positive, default=300.0, metavar="SECONDS",
                       help="the command expires this long from now (default 300)")
     send.set_defaults(handler=_send)
 
@@ -122,14 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--events-only", action="store_true", help="only the event stream")
     watch.add_argument("--count", type=_positive_int, metavar="N",
                        help="stop after N messages")
-    watch.add_argument("--seconds", type=_positive, metavar="S", help="stop after S seconds")
+    watch.add_argument("--seconds", type=positive, metavar="S", help="stop after S seconds")
     watch.set_defaults(handler=_watch)
 
     fleet = sub.add_parser(
         "fleet", help="a table of every locker's presence and compartments",
         description="Collect retained status and compartment messages, then print a table.",
     )
-    fleet.add_argument("--seconds", type=_positive, default=2.0, metavar="S",
+    fleet.add_argument("--seconds", type=positive, default=2.0, metavar="S",
                        help="how long to collect retained messages (default 2)")
     fleet.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fleet.set_defaults(handler=_fleet)
@@ -148,100 +145,14 @@ def _parser() -> argparse.ArgumentParser:
     dashboard = add_dashboard_parser(sub)
 
     for subparser in (send, watch, fleet, dashboard):
-        _connection_options(subparser, defaults=False)
+        connection_options(subparser, defaults=False)
     return parser
-
-
-def _connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """The broker options; on subcommands they default to SUPPRESS so they never override."""
-
-    def default(value: object) -> object:
-        return value if defaults else argparse.SUPPRESS
-
-    group = parser.add_argument_group("broker connection")
-    group.add_argument("--host", default=default("127.0.0.1"), help="broker (default 127.0.0.1)")
-    group.add_argument("--port", type=_port, default=default(None),
-                       help=f"default {DEFAULT_PORT}, or {DEFAULT_TLS_PORT} with TLS")
-    group.add_argument("--protocol", choices=("5", "3.1.1"), default=default("5"),
-                       help="MQTT version (default 5)")
-    group.add_argument("--username", default=default(None))
-    group.add_argument("--password", default=default(None),
-                       help=f"prefer ${PASSWORD_ENV}: a command line is visible to others")
-    group.add_argument("--tls", action="store_true", default=default(False),
-                       help="TLS with the system's CAs (implied by the file options)")
-    group.add_argument("--ca-file", type=Path, default=default(None), metavar="PATH")
-    group.add_argument("--cert-file", type=Path, default=default(None), metavar="PATH",
-                       help="client certificate (PEM), with --key-file")
-    group.add_argument("--key-file", type=Path, default=default(None), metavar="PATH")
-    group.add_argument("--prefix", default=default("lockers"),
-                       help="the lockers' mqtt.topic_prefix (default lockers)")
-    group.add_argument("--timeout", type=_positive, default=default(10.0), metavar="S",
-                       help="seconds to wait for the broker and for a reply (default 10)")
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
-    return value
 
 
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1, not {text!r}")
     return int(text)
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, not {text!r}")
-    return int(text)
-
-
-def _connection(args: argparse.Namespace) -> tuple[ConnectionOptions, str]:
-    tls = bool(args.tls or args.ca_file or args.cert_file or args.key_file)
-    if (args.cert_file is None) != (args.key_file is None):
-        raise UsageError("--cert-file and --key-file go together")
-    for option in ("ca_file", "cert_file", "key_file"):
-        path: Path | None = getattr(args, option)
-        if path is not None and not path.is_file():
-            raise UsageError(f"--{option.replace('_', '-')} {path}: no such file")
-    password = args.password if args.password is not None else os.environ.get(PASSWORD_ENV)
-    if password and not args.username:
-        raise UsageError(f"a password (--password or ${PASSWORD_ENV}) needs --username")
-    prefix: str = args.prefix
-    if not prefix or "+" in prefix or "#" in prefix or prefix.startswith("/") \
-            or prefix.endswith("/"):
-        raise UsageError(f"--prefix {prefix!r}: no wildcards, no leading or trailing '/'")
-    options = ConnectionOptions(
-        host=args.host,
-        port=args.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
-        protocol=args.protocol,
-        username=args.username,
-        password=password or None,
-        ca_file=args.ca_file,
-        cert_file=args.cert_file,
-        key_file=args.key_file,
-        tls=tls,
-    )
-    return options, prefix
-
-
-@contextmanager
-def _connected(args: argparse.Namespace) -> Iterator[FleetClient]:
-    options, prefix = _connection(args)
-    try:
-        client = FleetClient(options, prefix=prefix)
-    except (OSError, ValueError) as exc:  # unreadable CA or client certificate
-        raise UsageError(f"cannot set up TLS: {exc}") from exc
-    client.connect(timeout=args.timeout)
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 # --------------------------------------------------------------------------------- send
@@ -253,8 +164,8 @@ def _send(args: argparse.Namespace) -> int:
     if not name or len(name) > 32 or not set(name) <= COMMAND_NAME_CHARS:
         raise UsageError(f"COMMAND {name!r}: lower-case letters and '_' only")
     command_args = command_arguments(name, args.json_args, args.pairs)
-    key = _signing_key(args.sign_key)
-    with _connected(args) as client:
+    key = signing_key(args.sign_key)
+    with connected(args) as client:
         document = client.envelope(
             args.locker_id, name, command_args, sign_with=key,
             expires_in=timedelta(seconds=args.expires_in),
@@ -314,27 +225,6 @@ def _json_or_text(value: str) -> Any:
         return value
 
 
-def _signing_key(path: Path | None) -> Ed25519PrivateKey | None:
-    if path is None:
-        from_env = os.environ.get(SIGN_KEY_ENV)
-        if not from_env:
-            return None
-        path = Path(from_env)
-    try:
-        return load_private_key(path)
-    except FileNotFoundError:
-        raise UsageError(f"signing key {path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"signing key {path}: {exc.strerror or exc}") from None
-    except SigningKeyError as exc:
-        raise UsageError(str(exc)) from None
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise UsageError(
-            f"signing key {path}: not an unencrypted PEM private key (make one with "
-            "locker-ctl keygen)"
-        ) from None
-
-
 def _check_topic_level(what: str, value: str) -> None:
     if not value or any(ch in value for ch in "/+#\0"):
         raise UsageError(f"{what} {value!r}: one topic level, no '/', '+' or '#'")
@@ -352,7 +242,7 @@ def _watch(args: argparse.Namespace) -> int:
                                                   "telemetry"]
     filters = [f"{base}/{tail}" for tail in tails]
     inbox: queue.Queue[Received] = queue.Queue()
-    with _connected(args) as client:
+    with connected(args) as client:
         client.subscribe_all(filters, inbox.put, timeout=args.timeout)
         print(f"watching {', '.join(filters)}", file=sys.stderr, flush=True)
         deadline = None if args.seconds is None else time.monotonic() + args.seconds
@@ -449,7 +339,7 @@ def fleet_view(messages: Sequence[Received], prefix: str) -> list[LockerView]:
 
 def _fleet(args: argparse.Namespace) -> int:
     seen: list[Received] = []
-    with _connected(args) as client:
+    with connected(args) as client:
         client.subscribe_all(
             [f"{args.prefix}/+/status", f"{args.prefix}/+/compartments/+"], seen.append,
             timeout=args.timeout,
@@ -579,7 +469,7 @@ def _moment(text: str) -> datetime:
 
 
 def _sign_token(args: argparse.Namespace) -> int:
-    key = _signing_key(args.key)
+    key = signing_key(args.key)
     if key is None:
         raise UsageError(f"sign-token needs --key PATH (or ${SIGN_KEY_ENV})")
     start: datetime = args.not_before if getattr(args, "not_before", None) else datetime.now(UTC)

@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from locker_agent.cloud.signing import canonical_command, sign
-from locker_agent.cloud.tcp import send_without_delay
+from locker_agent.contract.signing import canonical_command, sign
+from locker_agent.contract.transport import send_without_delay
 
 
 class CtlError(Exception):

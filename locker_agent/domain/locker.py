@@ -365,7 +365,7 @@ class Locker:
         """Take a courier's codes away; also valid for one with none (signed tokens only).
 
         The ``courier_revoked`` event is what stops their signed tokens too (see
-        :class:`locker_agent.courier_desk.CourierDesk`), so it is always produced.
+        :class:`locker_agent.app.courier_desk.CourierDesk`), so it is always produced.
         """
         if not courier_id:
             raise DomainError("courier id must not be empty", field="courier_id")

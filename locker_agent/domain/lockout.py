@@ -58,6 +58,12 @@ class LockoutPolicy:
         return self.locker_burst + self.locker_per_hour * 24 * 365
 
 
+CUSTOMER_LOCKOUT = LockoutPolicy()
+"""The customers' lockout by default; the config's ``[policies] lockout_*`` keys default to it."""
+COURIER_LOCKOUT = LockoutPolicy(locker_burst=10, locker_per_hour=6)
+"""Couriers are few and their codes long-lived: a stricter locker-wide limit of their own."""
+
+
 @dataclass
 class _InputState:
     consecutive_failures: int = 0

@@ -10,7 +10,7 @@ import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TextIO
 
-from locker_agent.hardware.interfaces import CodeEntry, CodeInput, CodeSubmitter, HardwareError
+from locker_agent.app.ports.hardware import CodeEntry, CodeInput, CodeSubmitter, HardwareError
 
 logger = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from typing import Literal, Protocol, cast
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice  # type: ignore[import-untyped]
 
-from locker_agent.domain.model import DoorState
-from locker_agent.hardware.interfaces import (
+from locker_agent.app.ports.hardware import (
     DoorListener,
     DoorSensors,
-    DoorStateTracker,
     HardwareError,
     LockDriver,
     check_unlock_request,
 )
+from locker_agent.domain.model import DoorState
+from locker_agent.hardware.door_tracker import DoorStateTracker
 
 logger = logging.getLogger(__name__)
 

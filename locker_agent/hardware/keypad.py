@@ -15,7 +15,7 @@ from typing import Protocol, cast
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice  # type: ignore[import-untyped]
 
-from locker_agent.hardware.interfaces import CodeEntry, CodeInput, CodeSubmitter, HardwareError
+from locker_agent.app.ports.hardware import CodeEntry, CodeInput, CodeSubmitter, HardwareError
 
 logger = logging.getLogger(__name__)
 

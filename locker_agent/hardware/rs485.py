@@ -28,17 +28,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from locker_agent.domain.model import DoorState
-from locker_agent.hardware import kerong
-from locker_agent.hardware.interfaces import (
+from locker_agent.app.ports.hardware import (
     MAX_PULSE_S,
     DoorListener,
     DoorSensors,
-    DoorStateTracker,
     HardwareError,
     LockDriver,
     check_unlock_request,
 )
+from locker_agent.domain.model import DoorState
+from locker_agent.hardware import kerong
+from locker_agent.hardware.door_tracker import DoorStateTracker
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from locker_agent.hardware.interfaces import CodeEntry, CodeInput, CodeSubmitter
+from locker_agent.app.ports.hardware import CodeEntry, CodeInput, CodeSubmitter
 
 logger = logging.getLogger(__name__)
 

@@ -8,15 +8,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from locker_agent.domain.model import DoorState
-from locker_agent.hardware.interfaces import (
+from locker_agent.app.ports.hardware import (
     DoorListener,
     DoorSensors,
-    DoorStateTracker,
     HardwareError,
     LockDriver,
     check_unlock_request,
 )
+from locker_agent.domain.model import DoorState
+from locker_agent.hardware.door_tracker import DoorStateTracker
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.sqlite import insert
 
+from locker_agent.app.ports.storage import AuditRecord, InboxRecord, StoredEvent, StoreError
 from locker_agent.domain.clock import ServiceClock
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.locker import Changes, Locker
@@ -35,6 +35,7 @@ from locker_agent.domain.model import (
     UnlockIntent,
     UnlockPurpose,
 )
+from locker_agent.store.code_guard import CodeGuardStore
 from locker_agent.store.database import open_engine
 from locker_agent.store.migrations import CURRENT_VERSION, migrate, schema_version
 from locker_agent.store.tables import (
@@ -89,45 +90,6 @@ _DELETE_INTENT = delete(_INTENT).where(_INTENT.c.compartment_id == bindparam("b_
 _LINK_CREDENTIAL = insert(_LINK).on_conflict_do_nothing()
 _INSERT_OUTBOX = insert(_OUTBOX)
 _INSERT_AUDIT = insert(_AUDIT)
-
-
-class StoreError(Exception):
-    """The stored state cannot be used as it is (says why and what to do)."""
-
-
-@dataclass(frozen=True)
-class InboxRecord:
-    """A command as remembered for at-most-once: its id, name, arrival and the reply given."""
-
-    command_id: str
-    name: str
-    received_at: datetime
-    reply: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """An event as it sits in the outbox, ready to publish."""
-
-    seq: int
-    event_id: str
-    type: str
-    at: datetime
-    compartment_id: str | None
-    assignment_id: str | None
-    data: dict[str, Any]
-
-    def as_message(self, locker_id: str) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "id": self.event_id,
-            "type": self.type,
-            "at": self.at.isoformat(),
-            "locker_id": locker_id,
-            "compartment_id": self.compartment_id,
-            "assignment_id": self.assignment_id,
-            "data": self.data,
-        }
 
 
 class Store:
@@ -359,6 +321,10 @@ class Store:
             .on_conflict_do_nothing()
         )
 
+    def code_guard(self) -> CodeGuardStore:
+        """Lockout counters, the used-token ledger and courier revocations, in this file."""
+        return CodeGuardStore(self.engine)
+
     def save_clock(self, locker: Locker) -> None:
         with self.engine.begin() as conn:
             self._write_locker(conn, locker)
@@ -495,6 +461,26 @@ class Store:
                 text("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'")
             ).scalar_one_or_none()
         return int(seq or 0)
+
+    def audit_page(
+        self, *, limit: int, before_id: int | None = None, type: str | None = None
+    ) -> list[AuditRecord]:
+        """Up to ``limit`` audit entries, newest first, older than ``before_id``."""
+        query = select(_AUDIT).order_by(_AUDIT.c.id.desc()).limit(limit)
+        if before_id is not None:
+            query = query.where(_AUDIT.c.id < before_id)
+        if type is not None:
+            query = query.where(_AUDIT.c.type == type)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query).mappings())
+        return [
+            AuditRecord(
+                id=r["id"], event_id=r["event_id"], type=r["type"], at=r["at"],
+                compartment_id=r["compartment_id"], assignment_id=r["assignment_id"],
+                payload=r["payload"],
+            )
+            for r in rows
+        ]
 
     def all_events(self) -> list[StoredEvent]:
         """Every event still in the outbox, published or not, in ``seq`` order."""

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from locker_agent.config import load_config
-from locker_agent.daemon import Agent, build_agent
 from locker_agent.domain.model import AssignmentStatus, DoorState
+from locker_agent.runtime.daemon import Agent, build_agent
 
 T = TypeVar("T")
 HOUR = 3600.0

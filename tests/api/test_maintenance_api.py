@@ -10,8 +10,9 @@ import pytest
 
 from locker_agent.api.token import TOKEN_FILE, TokenError, load_or_create_token
 from locker_agent.config import load_config
-from locker_agent.daemon import StartupError, build_agent
 from locker_agent.domain.model import DoorState
+from locker_agent.runtime.daemon import build_agent
+from locker_agent.runtime.errors import StartupError
 from tests.api.live_agent import LiveAgent, write_locker
 
 ROUTES = [

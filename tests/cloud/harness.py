@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from locker_agent.config import load_config
 from locker_agent.ctl.client import ConnectionOptions, FleetClient, Received
-from locker_agent.daemon import Agent, build_agent
+from locker_agent.runtime.daemon import Agent, build_agent
 from tests.conftest import BIN
 
 T = TypeVar("T")

@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from locker_agent.cloud import contract as c
 from locker_agent.cloud.commands import Answer
-from locker_agent.cloud.signing import canonical_command, public_key_base64, sign
 from locker_agent.config import load_config
-from locker_agent.daemon import Agent, build_agent
+from locker_agent.contract import messages as c
+from locker_agent.contract.signing import canonical_command, public_key_base64, sign
 from locker_agent.domain.model import AssignmentStatus
-from locker_agent.log import JsonFormatter, KeyValueFormatter
+from locker_agent.runtime.daemon import Agent, build_agent
+from locker_agent.runtime.log import JsonFormatter, KeyValueFormatter
 from locker_agent.store import Store
 from tests.conftest import ConfigWriter
 

@@ -254,7 +254,7 @@ def test_offline_the_locker_keeps_working_and_events_drain_in_order_later(
         cloud.wait_for(lambda: agent.call(
             lambda: "p-1" in service.locker.assignments
             and service.locker.assignments["p-1"].status.value == "deposited"), what="deposit")
-        from locker_agent.hardware.interfaces import CodeEntry
+        from locker_agent.app.ports.hardware import CodeEntry
         outcome = agent.run(service.submit_code(CodeEntry("keypad", "48291300")))
         assert outcome.ok
         cloud.wait_for(lambda: agent.call(lambda: "p-1" not in service.locker.assignments),

@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from locker_agent.cloud import contract as c
 from locker_agent.cloud.commands import Answer
-from locker_agent.cloud.signing import public_key_base64
+from locker_agent.contract import messages as c
+from locker_agent.contract.signing import public_key_base64
 from locker_agent.domain import errors
 from tests.cloud.harness import AgentThread, Cloud
 from tests.conftest import ConfigWriter

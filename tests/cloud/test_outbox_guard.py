@@ -6,7 +6,7 @@ from pathlib import Path
 
 from locker_agent.cloud.outbox_guard import OutboxGuard
 from locker_agent.config import load_config
-from locker_agent.daemon import build_agent
+from locker_agent.runtime.daemon import build_agent
 from tests.conftest import ConfigWriter
 
 
@@ -20,7 +20,7 @@ class FakeClock:
 
 
 def emit(agent_service: object, count: int) -> None:
-    from locker_agent.service import LockerService
+    from locker_agent.app.service import LockerService
 
     assert isinstance(agent_service, LockerService)
     locker = agent_service.locker

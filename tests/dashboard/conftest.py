@@ -12,7 +12,7 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 
-from locker_agent.cloud.signing import public_key_base64
+from locker_agent.contract.signing import public_key_base64
 from locker_agent.ctl.client import ConnectionOptions, FleetClient
 from locker_agent.ctl.dashboard.fleet import Fleet
 from locker_agent.ctl.dashboard.server import build

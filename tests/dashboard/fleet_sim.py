@@ -18,8 +18,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from locker_agent.cloud.contract import EventMessage, StatusMessage
 from locker_agent.cloud.views import compartment_message
+from locker_agent.contract.messages import EventMessage, StatusMessage
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import Compartment, DoorState

@@ -25,8 +25,8 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
+from locker_agent.app.ports.hardware import DoorSensors, HardwareError, LockDriver
 from locker_agent.domain.model import DoorState
-from locker_agent.hardware.interfaces import DoorSensors, HardwareError, LockDriver
 
 COMPARTMENTS: tuple[str, ...] = ("A01", "A02", "A03")
 

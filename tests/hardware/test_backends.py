@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from locker_agent.app.safety import SafeLocks
 from locker_agent.config import load_config
-from locker_agent.daemon import StartupError, build_agent
 from locker_agent.domain.model import DoorState
 from locker_agent.hardware.gpio import GpioLocker
 from locker_agent.hardware.rs485 import Rs485Locker
-from locker_agent.hardware.safety import SafeLocks
+from locker_agent.runtime.daemon import build_agent
+from locker_agent.runtime.errors import StartupError
 from tests.hardware.kerong_emulator import KerongBus
 
 COMPARTMENTS = """
@@ -45,7 +46,7 @@ def write(tmp_path: Path, hardware: str, **pins: str) -> Path:
 
 
 def open_compartment(agent: object, compartment_id: str) -> None:
-    from locker_agent.daemon import Agent
+    from locker_agent.runtime.daemon import Agent
 
     assert isinstance(agent, Agent)
     service = agent.service

@@ -9,9 +9,9 @@ from typing import Any, Literal
 import pytest
 from gpiozero.pins.mock import MockFactory  # type: ignore[import-untyped]
 
+from locker_agent.app.ports.hardware import DoorSensors, LockDriver
 from locker_agent.domain.model import DoorState
 from locker_agent.hardware.gpio import GpioLocker
-from locker_agent.hardware.interfaces import DoorSensors, LockDriver
 
 from .contract import (
     COMPARTMENTS,
@@ -216,7 +216,7 @@ def test_initial_states_are_read_at_start(factory: MockFactory) -> None:
 
 
 def test_pins_in_use_are_a_hardware_error(factory: MockFactory) -> None:
-    from locker_agent.hardware.interfaces import HardwareError
+    from locker_agent.app.ports.hardware import HardwareError
 
     first = make_locker(factory)
     second = make_locker(factory)

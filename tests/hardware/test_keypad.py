@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPin  # type: ignore[import-untyped]
 
-from locker_agent.hardware.interfaces import CodeEntry
+from locker_agent.app.ports.hardware import CodeEntry
 from locker_agent.hardware.keypad import MatrixKeypad
 
 from .contract import eventually, run

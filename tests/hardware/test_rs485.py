@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from locker_agent.app.ports.hardware import DoorSensors, HardwareError, LockDriver
 from locker_agent.domain.model import DoorState
 from locker_agent.hardware import kerong
-from locker_agent.hardware.interfaces import DoorSensors, HardwareError, LockDriver
 from locker_agent.hardware.rs485 import Rs485Locker
 
 from .contract import (

@@ -5,8 +5,8 @@ Its safety rules have their own tests in tests/test_safety_rules.py.
 
 from __future__ import annotations
 
-from locker_agent.hardware.interfaces import LockDriver
-from locker_agent.hardware.safety import SafeLocks
+from locker_agent.app.ports.hardware import LockDriver
+from locker_agent.app.safety import SafeLocks
 from locker_agent.hardware.simulated import SimulatedLocker
 from tests.hardware.contract import LockDriverContract
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from locker_agent.hardware.interfaces import CodeEntry
+from locker_agent.app.ports.hardware import CodeEntry
 from locker_agent.hardware.scanner import LineAssembler, SerialScanner
 from tests.hardware.contract import eventually, run
 

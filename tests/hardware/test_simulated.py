@@ -14,9 +14,7 @@ from typing import Any, TextIO
 
 import pytest
 
-from locker_agent.domain.model import DoorState
-from locker_agent.hardware.console import ConsoleCodeInput
-from locker_agent.hardware.interfaces import (
+from locker_agent.app.ports.hardware import (
     MAX_PULSE_S,
     CodeEntry,
     DoorSensors,
@@ -24,6 +22,8 @@ from locker_agent.hardware.interfaces import (
     LockDriver,
     validate_pulse,
 )
+from locker_agent.domain.model import DoorState
+from locker_agent.hardware.console import ConsoleCodeInput
 from locker_agent.hardware.simulated import DoorLatched, SimulatedLocker
 
 from .contract import (

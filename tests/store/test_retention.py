@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
+from locker_agent.app.service import LockerService
 from locker_agent.config import ConfigError, RetentionConfig, load_config
-from locker_agent.daemon import Agent, build_agent
 from locker_agent.domain.model import AssignmentStatus, CredentialKind, DoorState
-from locker_agent.service import LockerService
+from locker_agent.runtime.daemon import Agent, build_agent
 from locker_agent.store import InboxRecord, Store
 from locker_agent.store.code_guard import CodeGuardStore
 from locker_agent.store.retention import Retention, RetentionPolicy, RetentionReport
@@ -76,7 +76,7 @@ def _rig(write_config: ConfigWriter, monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.setattr(agent.service, "_now", clock)
     # The service is never started (no event loop): doors are driven by hand, and each
     # unlock_requested logs "unlock requested before start" — quiet, there are thousands.
-    monkeypatch.setattr(logging.getLogger("locker_agent.service"), "level", logging.ERROR)
+    monkeypatch.setattr(logging.getLogger("locker_agent.app"), "level", logging.ERROR)
     try:
         yield Rig(agent, clock)
     finally:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+from locker_agent.app.service import LockerService
 from locker_agent.config import load_config
-from locker_agent.daemon import build_agent
 from locker_agent.domain.model import AssignmentStatus, CredentialKind
-from locker_agent.service import LockerService
+from locker_agent.runtime.daemon import build_agent
 from locker_agent.store import StoredEvent
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from locker_agent.cloud.contract import SIGNED_COMMANDS, Identifier, Reason
+from locker_agent.contract.messages import SIGNED_COMMANDS, Identifier, Reason
 from locker_agent.ctl.client import CtlError, FleetClient
 
 ACTION_EXPIRY = timedelta(minutes=2)

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from locker_agent.ctl.options import EXIT_OK, UsageError, connected, signing_key
+
 TOKEN_ENV = "LOCKER_DASHBOARD_TOKEN"
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -40,8 +42,6 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def read_token(path: Path | None) -> str:
-    from locker_agent.ctl.cli import UsageError
-
     if path is not None:
         try:
             token = path.read_text().strip()
@@ -57,7 +57,6 @@ def read_token(path: Path | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from locker_agent.ctl.cli import EXIT_OK, UsageError, _connected, _signing_key
     from locker_agent.ctl.dashboard.auth import Sessions, WeakToken
     from locker_agent.ctl.dashboard.server import WebOptions, build, serve
 
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         Sessions(token)  # refuse a weak token before connecting to anything
     except WeakToken as exc:
         raise UsageError(str(exc)) from None
-    key = _signing_key(args.sign_key)
+    key = signing_key(args.sign_key)
     if (args.https_cert is None) != (args.https_key is None):
         raise UsageError("--https-cert and --https-key go together")
     if not 1 <= args.http_port <= 65535:
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"locker-ctl: warning: serving plain HTTP on {args.listen}: the token and "
               "session cookie cross the network in clear; prefer --https-cert/--https-key",
               file=sys.stderr)
-    with _connected(args) as client:
+    with connected(args) as client:
         app = build(client, token=token, sign_with=key, timeout=args.timeout,
                     secure_cookie=https)
         scheme = "https" if https else "http"

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from locker_agent import __version__
 from locker_agent.cloud.local_broker import INSTALL_HINT
 from locker_agent.config import AgentConfig, ConfigError, load_config
-from locker_agent.secret import SECRET_BYTES
+from locker_agent.runtime.secret import SECRET_BYTES
 from locker_agent.store.migrations import CURRENT_VERSION
 
 EXIT_OK: Final = 0

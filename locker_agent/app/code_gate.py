@@ -16,23 +16,25 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from locker_agent.domain.errors import InvalidCode, LockedOut
-from locker_agent.domain.lockout import CodeLockout, LockoutPolicy
-from locker_agent.store.code_guard import CodeGuardStore
-from locker_agent.tokens import (
+from locker_agent.app.ports.storage import CodeGuard
+from locker_agent.contract.tokens import (
     CourierToken,
     PickupToken,
     TokenRefused,
     TokenVerifier,
     looks_like_token,
 )
+from locker_agent.domain.errors import InvalidCode, LockedOut
+from locker_agent.domain.lockout import (
+    COURIER_LOCKOUT,
+    CUSTOMER_LOCKOUT,
+    CodeLockout,
+    LockoutPolicy,
+)
 
 logger = logging.getLogger(__name__)
 
 
-CUSTOMER_LOCKOUT = LockoutPolicy()
-COURIER_LOCKOUT = LockoutPolicy(locker_burst=10, locker_per_hour=6)
-"""Couriers are few and their codes long-lived: a stricter locker-wide limit of their own."""
 
 
 class Namespace(StrEnum):
@@ -54,7 +56,7 @@ class Failure:
 class CodeGate:
     def __init__(
         self,
-        store: CodeGuardStore,
+        store: CodeGuard,
         *,
         customer_policy: LockoutPolicy = CUSTOMER_LOCKOUT,
         courier_policy: LockoutPolicy = COURIER_LOCKOUT,

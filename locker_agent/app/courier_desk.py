@@ -2,7 +2,7 @@
 
 A courier signs in with a courier code (its own lockout namespace) or a signed courier token,
 and gets a session that lists what is waiting for them. Each step opens doors through the
-same domain transitions and the same :class:`~locker_agent.service.LockerService` as every
+same domain transitions and the same :class:`~locker_agent.app.service.LockerService` as every
 other input, with the courier named as the actor of every opening. Sessions live in memory
 only: a restart signs couriers out, which is the safe direction.
 """
@@ -16,14 +16,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from locker_agent.code_gate import Namespace
+from locker_agent.app.code_gate import Namespace
+from locker_agent.app.outcomes import NOT_READY, CodeOutcome, CourierView, WaitingParcel
+from locker_agent.app.ports.hardware import CodeEntry
+from locker_agent.app.ports.storage import StoredEvent
+from locker_agent.app.service import LockerService
+from locker_agent.contract.tokens import PickupToken
 from locker_agent.domain.errors import DomainError, InvalidCode, LockedOut, SessionExpired
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import Assignment, CredentialKind, DomainEvent
-from locker_agent.hardware.interfaces import CodeEntry
-from locker_agent.service import NOT_READY, CodeOutcome, LockerService
-from locker_agent.store import StoredEvent
-from locker_agent.tokens import PickupToken
 
 logger = logging.getLogger(__name__)
 
@@ -32,30 +33,6 @@ _Waiting = Callable[[Locker], list[Assignment]]
 _BeginRemoval = Callable[..., list[DomainEvent]]
 """``Locker.begin_collect_return`` or ``Locker.begin_reclaim``, called on the live locker."""
 _Transition = Callable[[], list[DomainEvent]]
-
-
-@dataclass(frozen=True)
-class WaitingParcel:
-    """Something a courier can act on here (no customer data: ids, sizes and places)."""
-
-    assignment_id: str
-    kind: str
-    size: str
-    compartment_id: str | None
-    label: str | None
-    barcode: str | None
-
-
-@dataclass(frozen=True)
-class CourierView:
-    session_id: str
-    courier_id: str
-    to_deposit: tuple[WaitingParcel, ...]
-    returns_to_collect: tuple[WaitingParcel, ...]
-    expired_to_reclaim: tuple[WaitingParcel, ...]
-    open_compartments: tuple[str, ...]
-    """Doors this session opened that have not closed yet."""
-    idle_expires_in_s: float
 
 
 SESSION_MAX_AGE_S = 3600.0

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from locker_agent.hardware.interfaces import HardwareError, LockDriver, validate_pulse
+from locker_agent.app.ports.hardware import HardwareError, LockDriver, validate_pulse
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import secrets
 from collections.abc import Callable
 from functools import partial
 
+from locker_agent.app.service import LockerService
 from locker_agent.config import AgentConfig
 from locker_agent.domain.errors import DomainError
 from locker_agent.domain.model import AssignmentStatus
-from locker_agent.service import LockerService
 
 DEMO_PREFIX = "demo-"
 DEMO_SIZES = ("S", "M", "L")

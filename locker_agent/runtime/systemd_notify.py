@@ -23,10 +23,9 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import Final
 
-if TYPE_CHECKING:
-    from locker_agent.store import Store
+from locker_agent.app.health import CheckResult, HealthCheck, check_name
 
 logger = logging.getLogger(__name__)
 
@@ -34,27 +33,6 @@ SEND_TIMEOUT_S: Final = 0.5
 """A datagram to PID 1 is queued at once; a full queue must not hold the event loop longer."""
 WARNING_INTERVAL_S: Final = 60.0
 """The same warning (a failed send, a failing check) is logged at most this often."""
-
-CheckResult = tuple[bool, str]
-"""``(ok, reason)``: ``reason`` says what is wrong when ``ok`` is false (and may be "" if ok)."""
-
-
-class HealthCheck(Protocol):
-    """A check the watchdog runs on the event loop before each ping.
-
-    Plain or ``async``; returns ``(ok, reason)``. It should take milliseconds: the watchdog
-    gives it at most one ping interval and counts anything slower (or an exception) as a fail.
-    Its name in logs is its ``name`` attribute, else its ``__name__``.
-    """
-
-    def __call__(self) -> CheckResult | Awaitable[CheckResult]: ...
-
-
-@runtime_checkable
-class SupportsHealth(Protocol):
-    """What a hardware driver may offer so :func:`hardware_alive` can ask it how it is."""
-
-    def healthy(self) -> bool: ...
 
 
 class _RateLimiter:
@@ -248,11 +226,6 @@ def _shown(address: str) -> str:
 # --- the watchdog ---------------------------------------------------------------------------
 
 
-def check_name(check: HealthCheck) -> str:
-    name = getattr(check, "name", None) or getattr(check, "__name__", None)
-    return str(name) if name else type(check).__name__
-
-
 class Watchdog:
     """Pings systemd every ``interval_s`` while all ``checks`` pass.
 
@@ -367,91 +340,3 @@ class Watchdog:
 
 async def _awaited(awaitable: Awaitable[CheckResult]) -> CheckResult:
     return await awaitable
-
-
-# --- standard checks --------------------------------------------------------------------------
-
-
-def loop_responsive(max_lag_s: float, *, probe_s: float = 0.01) -> HealthCheck:
-    """Fails when a short sleep on the event loop overshoots by more than ``max_lag_s``.
-
-    A loop that is wedged for good cannot run any check (so no ping goes out anyway); this
-    catches a loop that still turns but too slowly, e.g. flooded with callbacks.
-    """
-
-    async def loop_responsive() -> CheckResult:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await asyncio.sleep(probe_s)
-        lag = loop.time() - started - probe_s
-        if lag > max_lag_s:
-            return False, f"event loop lags {lag:.2f} s (limit {max_lag_s:g} s)"
-        return True, f"event loop lag {lag * 1000:.0f} ms"
-
-    return loop_responsive
-
-
-def database_writable(store: Store, *, timeout_s: float = 0.5) -> HealthCheck:
-    """Takes the database's write lock and lets it go (``BEGIN IMMEDIATE; ROLLBACK``).
-
-    Writes nothing. Fails when another connection holds the write lock for more than
-    ``timeout_s`` (a wedged writer) or the file cannot be written (read-only, gone, broken).
-    """
-    timeout_ms = max(1, int(timeout_s * 1000))
-
-    def database_writable() -> CheckResult:
-        raw = store.engine.raw_connection()
-        try:
-            connection = raw.driver_connection
-            if connection is None:
-                return False, "no database connection"
-            cursor = connection.cursor()
-            try:
-                cursor.execute(f"PRAGMA busy_timeout={timeout_ms}")
-                cursor.execute("BEGIN IMMEDIATE")
-                cursor.execute("ROLLBACK")
-            except Exception as exc:
-                with contextlib.suppress(Exception):
-                    if connection.in_transaction:
-                        cursor.execute("ROLLBACK")
-                return False, f"database {store.path} is not writable: {exc}"
-            finally:
-                with contextlib.suppress(Exception):
-                    cursor.execute("PRAGMA busy_timeout=10000")  # the engine's own setting
-                cursor.close()
-        finally:
-            raw.close()
-        return True, "database writable"
-
-    return database_writable
-
-
-class _HasDrivers(Protocol):
-    @property
-    def locks(self) -> object: ...
-
-    @property
-    def doors(self) -> object: ...
-
-
-def hardware_alive(agent: _HasDrivers) -> HealthCheck:
-    """Fails when the lock driver or the door sensors say they are not working.
-
-    A driver that has ``healthy() -> bool`` is asked that; else one with a ``started``
-    property must be started; a driver with neither counts as alive.
-    """
-
-    def hardware_alive() -> CheckResult:
-        drivers: list[tuple[str, object]] = [("lock driver", agent.locks)]
-        if agent.doors is not agent.locks:
-            drivers.append(("door sensors", agent.doors))
-        for role, driver in drivers:
-            kind = type(driver).__name__
-            if isinstance(driver, SupportsHealth):
-                if not driver.healthy():
-                    return False, f"{role} {kind} reports unhealthy"
-            elif hasattr(driver, "started") and not driver.started:
-                return False, f"{role} {kind} is not started"
-        return True, "hardware alive"
-
-    return hardware_alive

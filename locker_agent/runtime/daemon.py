@@ -8,68 +8,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import partial
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from locker_agent import __version__
-from locker_agent.cloud.commands import CommandProcessor
-from locker_agent.cloud.link import MqttLink
-from locker_agent.cloud.local_broker import LocalBroker, LocalBrokerError
-from locker_agent.cloud.outbox_guard import OutboxGuard
-from locker_agent.cloud.policies import RuntimePolicies
-from locker_agent.cloud.signing import SigningKeyError, load_public_key
-from locker_agent.cloud.topics import Topics
-from locker_agent.cloud.views import compartment_message
-from locker_agent.code_gate import CodeGate
-from locker_agent.config import AgentConfig, ConfigError, Policies, load_config
-from locker_agent.courier_desk import CourierDesk
-from locker_agent.domain.credentials import CodeHasher
-from locker_agent.domain.locker import Locker
-from locker_agent.domain.lockout import LockoutPolicy
-from locker_agent.domain.model import Compartment, DomainEvent
-from locker_agent.hardware.console import ConsoleCodeInput
-from locker_agent.hardware.interfaces import (
+from locker_agent.app.courier_desk import CourierDesk
+from locker_agent.app.health import hardware_alive, loop_responsive
+from locker_agent.app.ports.hardware import (
     CodeEntry,
     CodeInput,
     DoorSensors,
     HardwareError,
     LockDriver,
 )
-from locker_agent.hardware.safety import SafeLocks
+from locker_agent.app.service import LockerService
+from locker_agent.cloud.commands import CommandProcessor
+from locker_agent.cloud.link import MqttLink
+from locker_agent.cloud.local_broker import LocalBroker, LocalBrokerError
+from locker_agent.cloud.outbox_guard import OutboxGuard
+from locker_agent.cloud.policies import RuntimePolicies
+from locker_agent.cloud.views import compartment_message
+from locker_agent.config import AgentConfig, ConfigError, load_config
+from locker_agent.contract.signing import SigningKeyError, load_public_key
+from locker_agent.contract.topics import Topics
+from locker_agent.domain.locker import Locker
+from locker_agent.hardware.console import ConsoleCodeInput
 from locker_agent.hardware.simulated import SimulatedLocker
-from locker_agent.secret import SecretError, load_secret
-from locker_agent.service import LockerService, UnlockPolicy
+from locker_agent.runtime.errors import StartupError
+from locker_agent.runtime.hardware import build_code_inputs, build_hardware
+from locker_agent.runtime.policies import build_code_gate, unlock_policy_from
+from locker_agent.runtime.state import compartments_from, fail_closed, open_store
+from locker_agent.runtime.systemd_notify import Notifier, Watchdog
 from locker_agent.store import Store, StoreError
-from locker_agent.store.code_guard import CodeGuardStore
-from locker_agent.store.migrations import SchemaError
+from locker_agent.store.health import database_writable
 from locker_agent.store.retention import Retention, RetentionPolicy
-from locker_agent.systemd_notify import (
-    Notifier,
-    Watchdog,
-    database_writable,
-    hardware_alive,
-    loop_responsive,
-)
 
 if TYPE_CHECKING:
     from locker_agent.api.server import ApiServer
-    from locker_agent.hardware.gpio import GpioLocker
-    from locker_agent.hardware.rs485 import Rs485Locker
 
 logger = logging.getLogger(__name__)
-
-
-class StartupError(Exception):
-    """The agent cannot start; the message says why and what to do."""
 
 
 @dataclass
@@ -158,208 +142,6 @@ RETENTION_FIRST_RUN_S = 60.0
 RETENTION_INTERVAL_S = 3600.0
 
 
-def compartments_from(config: AgentConfig) -> list[Compartment]:
-    return [
-        Compartment(id=c.id, size=c.size, accessible=c.accessible) for c in config.compartments
-    ]
-
-
-@dataclass(frozen=True)
-class StateLoss:
-    """The database was damaged or missing at start: what was kept aside, and why."""
-
-    reason: str
-    kept_aside: Path | None
-
-
-def _damage(store: Store) -> list[str]:
-    try:
-        return store.quick_check()
-    except Exception as exc:  # not even a database: "file is not a database", I/O errors
-        return [str(exc).splitlines()[0]]
-
-
-def _keep_aside(database: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = database.with_name(f"{database.name}.damaged-{stamp}")
-    for suffix in ("", "-wal", "-shm"):
-        part = database.with_name(database.name + suffix)
-        if part.exists():
-            part.rename(target.with_name(target.name + suffix))
-    return target
-
-
-def open_store(config: AgentConfig) -> tuple[Store, CodeHasher, StateLoss | None]:
-    """Open (creating if need be) the state directory, the database and the secret.
-
-    Fails closed: a damaged database is kept aside and a new one started, and a database
-    that vanished while the locker's secret remained is treated the same way; the caller
-    then takes every compartment out of service until the cloud has synced the locker.
-    """
-    state_dir = config.state_dir
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-    except OSError as exc:
-        raise StartupError(
-            f"cannot create the state directory {state_dir}: {exc.strerror}; "
-            "set state_dir in the config or LOCKER_AGENT_STATE_DIR"
-        ) from exc
-    database = config.database_path
-    is_new = not database.exists()
-    loss: StateLoss | None = None
-    if is_new and config.secret_path.exists():
-        loss = StateLoss("the database is missing but this locker has run before", None)
-        logger.error("state lost: database missing", extra={"fields": {"path": str(database)}})
-    try:
-        store = Store(database, exclusive=True)
-    except StoreError as exc:
-        raise StartupError(str(exc)) from exc
-    problems = [] if is_new else _damage(store)
-    if problems:
-        store.close()
-        kept = _keep_aside(database)
-        loss = StateLoss(f"the database was damaged: {'; '.join(problems[:3])}", kept)
-        logger.error(
-            "state lost: damaged database kept aside",
-            extra={"fields": {"path": str(database), "kept_aside": str(kept),
-                              "problems": "; ".join(problems[:3])}},
-        )
-        store = Store(database, exclusive=True)
-        is_new = True
-    try:
-        store.migrate()
-        has_codes = bool(store.execute_sql("SELECT 1 FROM credential LIMIT 1"))
-        secret = load_secret(config.secret_path, create=is_new or not has_codes)
-    except (SchemaError, SecretError) as exc:
-        store.close()
-        raise StartupError(str(exc)) from exc
-    except Exception:
-        store.close()
-        raise
-    return store, CodeHasher(secret), loss
-
-
-def fail_closed(service: LockerService, loss: StateLoss) -> None:
-    """Every compartment locked and out of service, and the cloud told to sync this locker."""
-    now = service.now()
-    reason = "state lost: awaiting sync from the cloud"
-    for compartment_id in list(service.locker.compartments):
-        service.apply(
-            partial(service.locker.set_compartment_service, compartment_id,
-                    in_service=False, reason=reason, now=now)
-        )
-    kept = str(loss.kept_aside) if loss.kept_aside else None
-    event = DomainEvent(
-        "state_lost", now,
-        data={"reason": loss.reason, "kept_aside": kept,
-              "action": "sync this locker, re-send its assignments, then set_service back in"},
-    )
-    service.apply(lambda: [event])
-
-
-def build_hardware(config: AgentConfig) -> tuple[SafeLocks, DoorSensors, SimulatedLocker | None]:
-    """The configured backend, its locks held to the safety rules (hardware/safety.py)."""
-    driver, doors, simulator = _build_backend(config)
-    policies = config.policies
-    locks = SafeLocks(
-        driver,
-        max_simultaneous=policies.max_simultaneous_unlocks,
-        gap_s=policies.unlock_gap_ms / 1000,
-    )
-    return locks, doors, simulator
-
-
-def _build_backend(
-    config: AgentConfig,
-) -> tuple[LockDriver, DoorSensors, SimulatedLocker | None]:
-    backend = config.hardware.backend
-    if backend == "simulated":
-        options = config.hardware.simulated
-        simulator = SimulatedLocker(
-            [c.id for c in config.compartments],
-            auto_open_on_unlock=options.auto_open_on_unlock,
-            auto_close_after_s=options.auto_close_after_s,
-        )
-        return simulator, simulator, simulator
-    if backend == "gpio":
-        gpio = _build_gpio(config)
-        return gpio, gpio, None
-    rs485 = _build_rs485(config)
-    return rs485, rs485, None
-
-
-PIN_FACTORIES = {
-    "lgpio": "gpiozero.pins.lgpio:LGPIOFactory",
-    "rpigpio": "gpiozero.pins.rpigpio:RPiGPIOFactory",
-    "pigpio": "gpiozero.pins.pigpio:PiGPIOFactory",
-    "native": "gpiozero.pins.native:NativeFactory",
-    "mock": "gpiozero.pins.mock:MockFactory",
-}
-"""gpiozero's pin backends by the names its own GPIOZERO_PIN_FACTORY variable uses."""
-
-
-def _pin_factory(name: str) -> object:
-    target = PIN_FACTORIES.get(name)
-    if target is None:
-        raise StartupError(
-            f"hardware.gpio.pin_factory = {name!r}: must be one of {', '.join(PIN_FACTORIES)}"
-        )
-    module_name, class_name = target.split(":")
-    try:
-        factory_class = getattr(importlib.import_module(module_name), class_name)
-        return factory_class()
-    except Exception as exc:  # the library for that backend is missing, or not a Pi
-        raise StartupError(f"hardware.gpio.pin_factory = {name!r}: {exc}") from exc
-
-
-def _build_gpio(config: AgentConfig) -> GpioLocker:
-    from locker_agent.hardware.gpio import GpioLocker
-
-    options = config.hardware.gpio
-    return GpioLocker(
-        {c.id: int(c.lock) for c in config.compartments if c.lock is not None},
-        {c.id: int(c.sensor) for c in config.compartments if c.sensor is not None},
-        relay_active_high=options.relay_active_high,
-        door_closed_when=options.door_closed_when,
-        door_debounce_ms=options.door_debounce_ms,
-        door_poll_interval_s=options.door_poll_interval_s,
-        pin_factory=_pin_factory(options.pin_factory) if options.pin_factory else None,
-    )
-
-
-def build_code_inputs(config: AgentConfig, locks: LockDriver | None = None) -> list[CodeInput]:
-    """The keypad and scanner the config names (none by default); started by the caller.
-
-    A keypad shares the GPIO backend's pin factory when there is one (``locks``), so both
-    see the same pins (and the same mock pins in tests).
-    """
-    inputs: list[CodeInput] = []
-    hardware = config.hardware
-    if hardware.keypad is not None:
-        from locker_agent.config import KEYPAD_LAYOUTS
-        from locker_agent.hardware.keypad import MatrixKeypad
-
-        keypad = hardware.keypad
-        driver = locks.driver if isinstance(locks, SafeLocks) else locks
-        factory = getattr(driver, "pin_factory", None)
-        if factory is None and hardware.gpio.pin_factory:
-            factory = _pin_factory(hardware.gpio.pin_factory)
-        inputs.append(MatrixKeypad(
-            keypad.rows, keypad.columns, KEYPAD_LAYOUTS[keypad.layout],
-            pin_factory=factory, enter_key=keypad.enter_key, clear_key=keypad.clear_key,
-            max_length=keypad.max_length, entry_timeout_s=keypad.entry_timeout_s,
-        ))
-    if hardware.scanner is not None:
-        from locker_agent.hardware.scanner import SerialScanner
-
-        scanner = hardware.scanner
-        inputs.append(SerialScanner(
-            scanner.port, baudrate=scanner.baudrate, max_length=scanner.max_length,
-            line_timeout_s=scanner.line_timeout_ms / 1000,
-        ))
-    return inputs
-
-
 async def start_code_inputs(agent: Agent) -> None:
     """Start the configured keypad and scanner; their codes go to the service."""
 
@@ -375,25 +157,6 @@ async def start_code_inputs(agent: Agent) -> None:
         except HardwareError as exc:  # the locker still serves the cloud and other inputs
             logger.error("code input %s not started: %s", type(code_input).__name__, exc)
             agent.inputs.remove(code_input)
-
-
-def _build_rs485(config: AgentConfig) -> Rs485Locker:
-    from locker_agent.config import parse_board_channel
-    from locker_agent.hardware.rs485 import Rs485Locker
-
-    options = config.hardware.rs485
-    return Rs485Locker(
-        {c.id: parse_board_channel(str(c.lock)) for c in config.compartments},
-        port=options.port,
-        baudrate=options.baudrate,
-        timeout_ms=options.timeout_ms,
-        retries=options.retries,
-        inter_frame_gap_ms=options.inter_frame_gap_ms,
-        poll_interval_s=options.poll_interval_s,
-        lock_bit_open_when_set=options.lock_bit_open_when_set,
-        unlock_pulse_s=config.policies.lock_pulse_ms / 1000,
-        set_unlock_time=options.set_unlock_time,
-    )
 
 
 def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
@@ -448,44 +211,6 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
             store.close()
             raise
     return agent
-
-
-def build_code_gate(config: AgentConfig, store: Store) -> CodeGate:
-    """Lockouts from the policies, and the keys that signed QR tokens are checked against."""
-    try:
-        keys = [load_public_key(value) for value in config.tokens.public_keys]
-    except (SigningKeyError, OSError, ValueError) as exc:
-        raise StartupError(f"tokens.public_keys: {exc}") from exc
-    customer, courier = lockout_policies(config.policies)
-    return CodeGate(
-        CodeGuardStore(store.engine),
-        customer_policy=customer,
-        courier_policy=courier,
-        public_keys=keys,
-        locker_id=config.locker_id,
-        max_courier_validity_s=config.tokens.max_courier_validity_h * 3600,
-    )
-
-
-def lockout_policies(policies: Policies) -> tuple[LockoutPolicy, LockoutPolicy]:
-    """The customers' and the couriers' lockout, as the config sets them."""
-    per_input = partial(
-        LockoutPolicy,
-        free_failures=policies.lockout_free_attempts,
-        first_delay_s=policies.lockout_first_delay_s,
-        max_delay_s=policies.lockout_max_delay_s,
-        input_quiet_s=policies.lockout_input_quiet_s,
-    )
-    return (
-        per_input(
-            locker_burst=policies.lockout_locker_burst,
-            locker_per_hour=policies.lockout_locker_per_hour,
-        ),
-        per_input(
-            locker_burst=policies.courier_lockout_locker_burst,
-            locker_per_hour=policies.courier_lockout_locker_per_hour,
-        ),
-    )
 
 
 def build_api(agent: Agent) -> None:
@@ -581,8 +306,8 @@ async def run_agent(
     config_path: Path | None = None,
 ) -> int:
     """Run the locker until SIGTERM or SIGINT; SIGHUP reloads runtime policies."""
-    from locker_agent.demo import seed_demo_parcels
-    from locker_agent.operator_console import OperatorConsole
+    from locker_agent.runtime.demo import seed_demo_parcels
+    from locker_agent.runtime.operator_console import OperatorConsole
 
     # taken out of the environment so the local broker never speaks to systemd in our name
     notifier = Notifier.from_environment(unset_environment=True)
@@ -688,13 +413,3 @@ def reload_policies(agent: Agent, config_path: Path) -> bool:
     agent.config = old.model_copy(update={"policies": policies, "log_level": new.log_level})
     logger.info("reloaded policies", extra={"fields": {"path": str(config_path)}})
     return True
-
-
-def unlock_policy_from(policies: Policies) -> UnlockPolicy:
-    return UnlockPolicy(
-        pulse_s=policies.lock_pulse_ms / 1000,
-        max_simultaneous=policies.max_simultaneous_unlocks,
-        gap_s=policies.unlock_gap_ms / 1000,
-        door_open_timeout_s=policies.door_open_timeout_s,
-        door_left_open_alarm_s=policies.door_left_open_alarm_s,
-    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from locker_agent.hardware.interfaces import HardwareError
+from locker_agent.app.ports.hardware import HardwareError
+from locker_agent.app.report import status_text
+from locker_agent.app.service import LockerService
 from locker_agent.hardware.simulated import SimulatedLocker
-from locker_agent.report import status_text
-from locker_agent.service import LockerService
 
 HELP = """\
 Type a pickup or return code and press Enter to use it, or one of:

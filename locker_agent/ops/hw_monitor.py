@@ -18,13 +18,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TextIO
 
+from locker_agent.app.ports.hardware import CodeEntry, CodeInput, HardwareError
 from locker_agent.config import AgentConfig
-from locker_agent.daemon import build_code_inputs, build_hardware
 from locker_agent.domain.model import DoorState
 from locker_agent.hardware.console import CommandHandler, ConsoleCodeInput
-from locker_agent.hardware.interfaces import CodeEntry, CodeInput, HardwareError
 from locker_agent.hardware.keypad import MatrixKeypad
 from locker_agent.hardware.simulated import SimulatedLocker
+from locker_agent.runtime.hardware import build_code_inputs, build_hardware
 
 SHOW_CODES_WARNING = (
     "WARNING: --show-codes prints codes in clear; use it only on a bench locker holding no "

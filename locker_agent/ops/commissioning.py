@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from locker_agent.daemon import Agent
 from locker_agent.domain.errors import DomainError
 from locker_agent.domain.model import DoorState
+from locker_agent.runtime.daemon import Agent
 
 ACTOR = "installer"
 REASON = "hw-test"

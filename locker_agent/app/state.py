@@ -1,0 +1,147 @@
+"""The one owner of locker state.
+
+Every change to the locker, whatever it came from (a keypad, a door sensor, the cloud, the
+clock), runs here on the asyncio event loop as one synchronous step: the domain transition and
+the commit of its changes and events happen with no ``await`` in between, so two inputs can
+never interleave and two codes can never race for one door.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+
+from locker_agent.app.code_gate import CodeGate
+from locker_agent.app.ports.storage import InboxRecord, LockerStore, StoredEvent
+from locker_agent.domain.errors import DomainError
+from locker_agent.domain.locker import Locker
+from locker_agent.domain.model import DomainEvent
+
+logger = logging.getLogger(__name__)
+
+Transition = Callable[[], list[DomainEvent]]
+EventListener = Callable[[Sequence[StoredEvent]], None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LockerState:
+    """Runs transitions on the live :class:`Locker` and commits them; tells listeners."""
+
+    def __init__(
+        self,
+        locker: Locker,
+        store: LockerStore,
+        *,
+        reload: Callable[[], Locker],
+        labels: Mapping[str, str] | None = None,
+        wall_clock: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        gate: CodeGate | None = None,
+    ) -> None:
+        self.locker = locker
+        self.store = store
+        self.gate = gate or CodeGate(store.code_guard(), locker_id=locker.locker_id)
+        """Lockouts, signed tokens and their ledger: what a code passes before it is matched."""
+        self._reload = reload
+        self._labels = dict(labels or {})
+        self._now = wall_clock
+        self._monotonic = monotonic
+        self._listeners: list[EventListener] = []
+        self._accepting = False
+
+    def subscribe(self, listener: EventListener) -> None:
+        """Be told about every committed batch of events (the cloud link listens here)."""
+        self._listeners.append(listener)
+
+    def apply(
+        self,
+        transition: Transition,
+        *,
+        inbox: Callable[[Sequence[DomainEvent]], InboxRecord] | None = None,
+        policy_overrides: Mapping[str, object] | None = None,
+    ) -> list[StoredEvent]:
+        """Run one domain transition and commit its changes and events together.
+
+        A refused transition (DomainError) changed nothing and is re-raised. If the commit
+        fails, memory is rebuilt from the file, so memory never claims what the disk lacks.
+        ``inbox`` builds the record of the command that asked for this (from the events it
+        produced); it is committed in the same transaction, as are ``policy_overrides``.
+        """
+        try:
+            events = transition()
+        except DomainError:
+            raise
+        except Exception:
+            self.locker = self._reload()
+            raise
+        try:
+            record = inbox(events) if inbox is not None else None
+        except Exception:
+            # the transition changed memory; without its record it must not stay there
+            self.locker = self._reload()
+            raise
+        if not events and not self.locker.has_changes and record is None and not policy_overrides:
+            return []
+        try:
+            stored = self.store.commit(
+                self.locker, events, inbox=record, policy_overrides=policy_overrides
+            )
+        except Exception:
+            logger.exception("commit failed; reloading state from the database")
+            self.locker = self._reload()
+            raise
+        for event in stored:
+            _log_event(event)
+        for listener in list(self._listeners):
+            try:
+                listener(stored)
+            except Exception:
+                logger.exception("event listener failed")
+        return stored
+
+    def now(self) -> datetime:
+        """Wall-clock time for event timestamps and code expiry (never for hold periods)."""
+        return self._now()
+
+    def monotonic(self) -> float:
+        """Seconds for measuring intervals (sessions, timeouts): never jumps with the clock."""
+        return self._monotonic()
+
+    def code_clock(self) -> float:
+        """The service clock, in seconds: what lockout waits run on (never the wall clock)."""
+        return self.locker.clock.seconds
+
+    @property
+    def accepting(self) -> bool:
+        """Whether inputs are taken: between start and stop of the service."""
+        return self._accepting
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self._labels
+
+    def label(self, compartment_id: str) -> str:
+        return self._labels.get(compartment_id, compartment_id)
+
+
+def _log_event(event: StoredEvent) -> None:
+    fields: dict[str, object] = {"event": event.type, "seq": event.seq}
+    if event.compartment_id:
+        fields["compartment"] = event.compartment_id
+    if event.assignment_id:
+        fields["assignment"] = event.assignment_id
+    for key, value in event.data.items():
+        fields.setdefault(key, value)
+    level = logging.WARNING if event.type in _ALARMS else logging.INFO
+    logger.log(level, event.type, extra={"fields": fields})
+
+
+_ALARMS = frozenset({
+    "board_offline", "door_forced", "door_jammed", "door_left_open", "unlock_abandoned",
+    "out_of_service",
+})

@@ -1,0 +1,134 @@
+"""What every ``locker-ctl`` subcommand shares: exit codes, broker options, the signing key."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from locker_agent.contract.signing import SigningKeyError, load_private_key
+from locker_agent.ctl.client import ConnectionOptions, FleetClient
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+
+PASSWORD_ENV = "LOCKER_CTL_PASSWORD"
+SIGN_KEY_ENV = "LOCKER_CTL_SIGN_KEY"
+DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
+
+
+class UsageError(Exception):
+    """Something on the command line, or a file it names, cannot be used."""
+
+
+def connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The broker options; on subcommands they default to SUPPRESS so they never override."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("broker connection")
+    group.add_argument("--host", default=default("127.0.0.1"), help="broker (default 127.0.0.1)")
+    group.add_argument("--port", type=port, default=default(None),
+                       help=f"default {DEFAULT_PORT}, or {DEFAULT_TLS_PORT} with TLS")
+    group.add_argument("--protocol", choices=("5", "3.1.1"), default=default("5"),
+                       help="MQTT version (default 5)")
+    group.add_argument("--username", default=default(None))
+    group.add_argument("--password", default=default(None),
+                       help=f"prefer ${PASSWORD_ENV}: a command line is visible to others")
+    group.add_argument("--tls", action="store_true", default=default(False),
+                       help="TLS with the system's CAs (implied by the file options)")
+    group.add_argument("--ca-file", type=Path, default=default(None), metavar="PATH")
+    group.add_argument("--cert-file", type=Path, default=default(None), metavar="PATH",
+                       help="client certificate (PEM), with --key-file")
+    group.add_argument("--key-file", type=Path, default=default(None), metavar="PATH")
+    group.add_argument("--prefix", default=default("lockers"),
+                       help="the lockers' mqtt.topic_prefix (default lockers)")
+    group.add_argument("--timeout", type=positive, default=default(10.0), metavar="S",
+                       help="seconds to wait for the broker and for a reply (default 10)")
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, not {text!r}")
+    return int(text)
+
+
+def connection(args: argparse.Namespace) -> tuple[ConnectionOptions, str]:
+    tls = bool(args.tls or args.ca_file or args.cert_file or args.key_file)
+    if (args.cert_file is None) != (args.key_file is None):
+        raise UsageError("--cert-file and --key-file go together")
+    for option in ("ca_file", "cert_file", "key_file"):
+        path: Path | None = getattr(args, option)
+        if path is not None and not path.is_file():
+            raise UsageError(f"--{option.replace('_', '-')} {path}: no such file")
+    password = args.password if args.password is not None else os.environ.get(PASSWORD_ENV)
+    if password and not args.username:
+        raise UsageError(f"a password (--password or ${PASSWORD_ENV}) needs --username")
+    prefix: str = args.prefix
+    if not prefix or "+" in prefix or "#" in prefix or prefix.startswith("/") \
+            or prefix.endswith("/"):
+        raise UsageError(f"--prefix {prefix!r}: no wildcards, no leading or trailing '/'")
+    options = ConnectionOptions(
+        host=args.host,
+        port=args.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
+        protocol=args.protocol,
+        username=args.username,
+        password=password or None,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        tls=tls,
+    )
+    return options, prefix
+
+
+@contextmanager
+def connected(args: argparse.Namespace) -> Iterator[FleetClient]:
+    options, prefix = connection(args)
+    try:
+        client = FleetClient(options, prefix=prefix)
+    except (OSError, ValueError) as exc:  # unreadable CA or client certificate
+        raise UsageError(f"cannot set up TLS: {exc}") from exc
+    client.connect(timeout=args.timeout)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def signing_key(path: Path | None) -> Ed25519PrivateKey | None:
+    if path is None:
+        from_env = os.environ.get(SIGN_KEY_ENV)
+        if not from_env:
+            return None
+        path = Path(from_env)
+    try:
+        return load_private_key(path)
+    except FileNotFoundError:
+        raise UsageError(f"signing key {path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"signing key {path}: {exc.strerror or exc}") from None
+    except SigningKeyError as exc:
+        raise UsageError(str(exc)) from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise UsageError(
+            f"signing key {path}: not an unencrypted PEM private key (make one with "
+            "locker-ctl keygen)"
+        ) from None

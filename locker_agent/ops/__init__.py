@@ -1,0 +1,1 @@
+"""Installer and operator tools run at the locker: doctor, hw-test, hw-monitor."""
