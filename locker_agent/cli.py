@@ -17,8 +17,11 @@ from locker_agent.domain.credentials import CodeHasher
 from locker_agent.ops.commissioning import hw_test
 from locker_agent.ops.doctor import run_doctor
 from locker_agent.runtime.daemon import build_agent, run_agent
+from locker_agent.runtime.demo import with_demo_operator_key
 from locker_agent.runtime.errors import StartupError
+from locker_agent.runtime.identity import load_identity
 from locker_agent.runtime.log import configure_logging
+from locker_agent.runtime.secret import SecretError
 from locker_agent.runtime.state import compartments_from
 from locker_agent.store import Store, StoreError
 
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         "doctor": _doctor,
         "hw-test": _hw_test,
         "hw-monitor": _hw_monitor,
+        "identity": _identity,
     }[args.command]
     code: int = handler(args)
     return code
@@ -84,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         "doctor", help="check config, state, hardware, broker and TLS files; exit 1 on a failure"
     )
     _config_option(doctor)
+    identity = sub.add_parser(
+        "identity",
+        help="print this locker's public identity key and fingerprint, for enrolment",
+    )
+    _config_option(identity)
+    identity.add_argument("--json", action="store_true", help="print JSON")
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -111,6 +121,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.demo and config.hardware.backend != "simulated":
         print("--demo is only for the simulated locker", file=sys.stderr)
         return EXIT_CONFIG
+    if args.demo and not config.operator_public_keys:
+        config = with_demo_operator_key(config)
+    if _unsafe(config, args.config or default_config_path()):
+        return EXIT_CONFIG
     try:
         return asyncio.run(run_agent(
             config, demo=args.demo, console=args.console,
@@ -121,10 +135,21 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
 
 
+def _unsafe(config: AgentConfig, path: Path) -> bool:
+    """Say why the config must not run (anyone on the broker could command it), if it must not."""
+    problems = config.command_security_problems()
+    if problems:
+        print(str(ConfigError(path, problems)), file=sys.stderr)
+    return bool(problems)
+
+
 def _check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
     if config is None:
         return EXIT_CONFIG
+    for problem in config.command_security_problems():
+        # valid as a file; `run` refuses it (but with --demo) and doctor fails it
+        print(f"{args.path}: warning: {problem}", file=sys.stderr)
     print(
         f"{args.path}: ok — locker {config.locker_id}, {len(config.compartments)} compartments, "
         f"{config.hardware.backend} hardware, state in {config.state_dir}"
@@ -219,6 +244,29 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def _version(args: argparse.Namespace) -> int:
     print(f"locker-agent {__version__}")
+    return EXIT_OK
+
+
+
+
+def _identity(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        identity = load_identity(config.state_dir, config.locker_id)
+    except (SecretError, OSError) as exc:
+        print(f"cannot read or make the identity key in {config.state_dir}: {exc}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(identity.describe(), indent=2))
+    else:
+        print(f"locker       {identity.locker_id}")
+        print(f"public key   {identity.public_key}")
+        print(f"fingerprint  {identity.fingerprint}")
+        print("Enrol the public key with the cloud: it seals every code it sends this locker "
+              "(locker-ctl send --locker-key).")
     return EXIT_OK
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.operator import OPERATOR_PUBLIC, STATE_DIRS
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -27,6 +29,8 @@ console = false
 {mqtt}
 
 {policies}
+
+{security}
 
 [[compartments]]
 id = "A01"
@@ -73,11 +77,17 @@ def write_config(tmp_path: Path) -> ConfigWriter:
         mqtt: dict[str, object] | None = None,
         policies: dict[str, object] | None = None,
         locker_id: str = "test-locker",
+        security: dict[str, object] | None = None,
     ) -> Path:
         path = tmp_path / name
+        state = state_dir or tmp_path / "state"
+        STATE_DIRS[locker_id] = state
+        trusted: dict[str, object] = {"wall_clock": "trusted"}
+        if mqtt is not None:
+            trusted["operator_public_keys"] = [OPERATOR_PUBLIC]
         path.write_text(
             SMALL_LOCKER.format(
-                state_dir=state_dir or tmp_path / "state",
+                state_dir=state,
                 auto_open=str(auto_open).lower(),
                 auto_close=str(auto_close).lower(),
                 mqtt=_toml_table("mqtt", {"enabled": False} if mqtt is None else mqtt),
@@ -91,6 +101,7 @@ def write_config(tmp_path: Path) -> ConfigWriter:
                         **(policies or {}),
                     },
                 ),
+                security=_toml_table("security", {**trusted, **(security or {})}),
             ).replace('locker_id = "test-locker"', f'locker_id = "{locker_id}"')
         )
         return path
@@ -101,6 +112,8 @@ def write_config(tmp_path: Path) -> ConfigWriter:
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, int | float):
         return str(value)
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

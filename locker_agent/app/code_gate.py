@@ -9,7 +9,7 @@ restart nor a power cut hands an attacker fresh tries or a used token back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -63,8 +63,10 @@ class CodeGate:
         public_keys: Sequence[Ed25519PublicKey] = (),
         locker_id: str = "",
         max_courier_validity_s: float = 24 * 3600,
+        clock_trusted: Callable[[], bool] = lambda: True,
     ) -> None:
         self._store = store
+        self._clock_trusted = clock_trusted
         self._lockouts = {
             Namespace.CUSTOMER: CodeLockout.restore(
                 customer_policy, store.load_lockout(Namespace.CUSTOMER)
@@ -122,7 +124,18 @@ class CodeGate:
         return looks_like_token(text)
 
     def verify_token(self, text: str, now: datetime) -> PickupToken | CourierToken:
-        """The token ``text`` stands for, or :class:`InvalidCode` with ``token_<reason>``."""
+        """The token ``text`` stands for, or :class:`InvalidCode` with ``token_<reason>``.
+
+        A token's validity is a span of wall-clock time: until that clock is known to be right
+        (see ``security.wall_clock``) no token is honoured, so an expired one cannot come back
+        on a board that booted with its clock behind. Typed codes keep working.
+        """
+        if not self._clock_trusted():
+            raise InvalidCode(
+                "This QR code cannot be checked until the locker's clock is set; "
+                "please type your pickup code instead.",
+                reason="token_clock_not_set",
+            )
         try:
             return self._verifier.verify(text, now=now)
         except TokenRefused as exc:

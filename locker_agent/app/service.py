@@ -48,9 +48,10 @@ class LockerService(LockerState):
         wall_clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         gate: CodeGate | None = None,
+        wall_floor: datetime | None = None,
     ) -> None:
         super().__init__(locker, store, reload=reload, labels=labels, wall_clock=wall_clock,
-                         monotonic=monotonic, gate=gate)
+                         monotonic=monotonic, gate=gate, wall_floor=wall_floor)
         self.unlocks = UnlockRunner(self, locks, doors, unlock_policy)
         """Pulses for committed unlocks, jams, doors left open (subscribed first)."""
         self.codes = CodeDesk(self)

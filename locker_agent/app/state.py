@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from locker_agent.app.code_gate import CodeGate
 from locker_agent.app.ports.storage import InboxRecord, LockerStore, StoredEvent
@@ -42,6 +42,7 @@ class LockerState:
         wall_clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         gate: CodeGate | None = None,
+        wall_floor: datetime | None = None,
     ) -> None:
         self.locker = locker
         self.store = store
@@ -51,6 +52,8 @@ class LockerState:
         self._labels = dict(labels or {})
         self._now = wall_clock
         self._monotonic = monotonic
+        self._floor = wall_floor
+        self._floor_at = monotonic()
         self._listeners: list[EventListener] = []
         self._accepting = False
 
@@ -105,8 +108,19 @@ class LockerState:
         return stored
 
     def now(self) -> datetime:
-        """Wall-clock time for event timestamps and code expiry (never for hold periods)."""
-        return self._now()
+        """Wall-clock time for event timestamps and code expiry (never for hold periods).
+
+        Never earlier than the latest time already given out (or, at start, committed) plus
+        the monotonic seconds since: a clock set back, or a board booting with its clock
+        behind, cannot make the locker believe an earlier time (docs/clocks.md).
+        """
+        wall = self._now()
+        if self._floor is not None:
+            floor = self._floor + timedelta(seconds=max(0.0, self._monotonic() - self._floor_at))
+            if wall < floor:
+                return floor
+        self._floor, self._floor_at = wall, self._monotonic()
+        return wall
 
     def monotonic(self) -> float:
         """Seconds for measuring intervals (sessions, timeouts): never jumps with the clock."""

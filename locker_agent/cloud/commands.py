@@ -1,9 +1,11 @@
-"""Commands from the cloud: validated, policed, applied at most once, always answered.
+"""Commands from the cloud: authenticated, validated, policed, applied at most once, answered.
 
 :meth:`CommandProcessor.handle` takes the raw bytes of a message on ``cmd/{name}`` and returns
-the :class:`Reply` to send; it never raises for anything a sender can put in a message. A
-command id is applied at most once: the inbox row with the reply is committed in the same
-transaction as the change it made, and a redelivered id gets its original reply again.
+the :class:`Reply` to send; it never raises for anything a sender can put in a message. Every
+command but ``ping`` must be signed by an operator key the locker holds, and code fields must be
+sealed to the locker (:mod:`.command_guard`); nothing is written for a command that fails
+either. A command id is applied at most once: the inbox row with the reply is committed in the
+same transaction as the change it made, and a redelivered id gets its original reply again.
 """
 
 from __future__ import annotations
@@ -11,23 +13,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ValidationError
 
 from locker_agent import __version__
 from locker_agent.app.ports.storage import InboxRecord
 from locker_agent.app.report import assignment_rows
 from locker_agent.app.service import LockerService
-from locker_agent.cloud.policies import RuntimePolicies
+from locker_agent.cloud.command_guard import CodeSealing, CommandRefused, OperatorKeys
+from locker_agent.cloud.policies import LooseningRefused, RuntimePolicies
 from locker_agent.contract import messages as c
-from locker_agent.contract.signing import canonical_command, verify
 from locker_agent.domain.errors import DomainError, RemoteOpenRefused
 from locker_agent.domain.model import AssignmentStatus, DomainEvent
 from locker_agent.domain.remote_open import RemoteOpenLimiter
@@ -43,32 +43,21 @@ class Answer:
     reply_to: str | None = None
 
 
-def is_reply_topic(topic: str) -> bool:
-    """A topic a reply may go to: no wildcards, never a command topic (of any locker), and
-    nothing a broker would call a malformed packet and disconnect us for."""
-    if not 0 < len(topic) <= 256 or "/cmd/" in f"/{topic}/":
-        return False
-    try:
-        topic.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates
-        return False
-    return not any(
-        ch in "+#" or unicodedata.category(ch) in ("Cc", "Cs") or _is_noncharacter(ch)
-        for ch in topic
-    )
+@dataclass(frozen=True)
+class Vigilance:
+    """Limits on what even a correctly signed sender may do quickly: a stolen key, a bug.
 
+    ``release_limit`` parcels already inside may be cancelled (which lets a courier take them
+    out) per ``release_window_s``; beyond that a cancel is held back with an alarm. Codes that
+    collide with a live code are accepted without a word (the reply would be an oracle) but
+    not registered; ``collision_alarm_after`` of them within ``collision_window_s`` raise an
+    alarm.
+    """
 
-def _is_noncharacter(ch: str) -> bool:
-    code = ord(ch)
-    return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
-
-
-class CommandRefused(Exception):
-    """A command that cannot be applied; becomes an error reply."""
-
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.field = code, message, field
+    release_limit: int = 3
+    release_window_s: float = 3600.0
+    collision_alarm_after: int = 3
+    collision_window_s: float = 3600.0
 
 
 class CommandProcessor:
@@ -77,7 +66,10 @@ class CommandProcessor:
         service: LockerService,
         *,
         policies: RuntimePolicies,
-        operator_key: Ed25519PublicKey | None = None,
+        keys: OperatorKeys,
+        sealing: CodeSealing,
+        vigilance: Vigilance = Vigilance(),
+        clock_trusted: Callable[[], bool] = lambda: True,
         horizon: timedelta = timedelta(days=7),
         monotonic: Callable[[], float] = time.monotonic,
         boot_id: str = "",
@@ -85,7 +77,14 @@ class CommandProcessor:
     ) -> None:
         self.service = service
         self.policies = policies
-        self._operator_key = operator_key
+        self.keys = keys
+        self.sealing = sealing
+        self._clock_trusted = clock_trusted
+        self._releases = RemoteOpenLimiter(vigilance.release_limit, vigilance.release_window_s)
+        self._collisions = RemoteOpenLimiter(
+            vigilance.collision_alarm_after, vigilance.collision_window_s
+        )
+        self._collision_alarm_at: float | None = None
         self._horizon = horizon
         self._monotonic = monotonic
         self._started = monotonic()
@@ -103,13 +102,15 @@ class CommandProcessor:
     # ---------------------------------------------------------------- entry point
 
     def handle(self, name: str, payload: bytes, *, retained: bool = False) -> Answer:
-        """Turn one message on ``cmd/{name}`` into its reply; never raises for bad input."""
+        """Turn one message on ``cmd/{name}`` into its reply; never raises for bad input.
+
+        ``reply_to`` is passed on as asked; the link sends a reply only to a documented reply
+        topic (:meth:`~locker_agent.contract.topics.Topics.is_reply_topic`).
+        """
         raw: dict[str, Any] = {}
         reply = self._reply(name, payload, retained, raw)
         reply_to = raw.get("reply_to")
-        if not isinstance(reply_to, str) or not is_reply_topic(reply_to):
-            reply_to = None
-        return Answer(reply, reply_to)
+        return Answer(reply, reply_to if isinstance(reply_to, str) else None)
 
     def _reply(
         self, name: str, payload: bytes, retained: bool, raw_out: dict[str, Any]
@@ -137,6 +138,8 @@ class CommandProcessor:
                     extra={"fields": {"command": name, "command_id": envelope.id}},
                 )
                 return earlier
+            # before anything is written: a forged or unsigned command leaves no trace
+            self.keys.check(self.locker_id, name, raw)
             self._check_expiry(envelope)
             return self._apply(name, envelope, raw)
         except CommandRefused as refusal:
@@ -191,6 +194,13 @@ class CommandProcessor:
         return raw
 
     def _check_expiry(self, envelope: c.CommandEnvelope) -> None:
+        if not self._clock_trusted():
+            raise CommandRefused(
+                "clock_not_synchronised",
+                "the locker's clock is not synchronised yet, so it cannot tell whether the "
+                "command has expired; send it again in a minute",
+                "expires_at",
+            )
         now = self.service.now()
         if envelope.expires_at <= now:
             raise CommandRefused(
@@ -213,11 +223,9 @@ class CommandProcessor:
             )
             return self._refuse_and_remember(envelope, name, refusal)
         try:
-            args = _validate(model, envelope.args, prefix="args.")
+            args = self.sealing.open(name, _validate(model, envelope.args, prefix="args."))
         except CommandRefused as refusal:
             return self._refuse_and_remember(envelope, name, refusal)
-        # not remembered: a forged copy must not block the genuine command with the same id
-        self._check_signature(name, raw)
         handler: Callable[[Any, Callable[[dict[str, Any]], InboxRecordFactory]], dict[str, Any]]
         handler = getattr(self, f"_cmd_{name}")
         received = self.service.now()
@@ -228,6 +236,7 @@ class CommandProcessor:
                 envelope.id, name, received, reply.model_dump(mode="json")
             )
 
+        collisions = self.service.locker.code_collisions
         try:
             result = handler(args, remember)
         except CommandRefused as refusal:
@@ -240,7 +249,31 @@ class CommandProcessor:
         logger.info(
             "command applied", extra={"fields": {"command": name, "command_id": envelope.id}}
         )
+        if self.service.locker.code_collisions > collisions:
+            self._code_collided()
         return c.Reply(id=envelope.id, ok=True, command=name, result=result)
+
+    def _code_collided(self) -> None:
+        """A new code matched a live one: said to nobody, alarmed when it keeps happening.
+
+        Codes are random and the cloud knows every code it gave this locker, so a collision
+        is almost always someone guessing; the alarm says how many, never which.
+        """
+        now = self._monotonic()
+        self._collisions.record(now)
+        self._collisions.would_exceed(now)  # forgets those older than the window
+        logger.warning("a new code collided with a live code; it was not registered")
+        window = self._collisions.window_s
+        last = self._collision_alarm_at
+        if self._collisions.count >= self._collisions.limit and (
+            last is None or now - last >= window
+        ):
+            self._collision_alarm_at = now
+            event = DomainEvent("code_collision_alarm", self.service.now(), data={
+                "collisions": self._collisions.count,
+                "window_s": self._collisions.window_s,
+            })
+            self.service.apply(lambda: [event])
 
     def _refuse_and_remember(
         self, envelope: c.CommandEnvelope, name: str, refusal: CommandRefused
@@ -256,18 +289,6 @@ class CommandProcessor:
             InboxRecord(envelope.id, name, self.service.now(), reply.model_dump(mode="json"))
         )
         return reply
-
-    def _check_signature(self, name: str, raw: dict[str, Any]) -> None:
-        if self._operator_key is None or name not in c.SIGNED_COMMANDS:
-            return
-        message = canonical_command(
-            self.locker_id, name, raw.get("id"), raw.get("expires_at"), raw.get("args") or {}
-        )
-        if not verify(self._operator_key, message, raw.get("signature")):
-            raise CommandRefused(
-                "bad_signature",
-                f"{name} must carry a valid operator signature on this locker", "signature",
-            )
 
     @staticmethod
     def _error(
@@ -323,6 +344,10 @@ class CommandProcessor:
 
     def _cmd_cancel(self, a: c.CancelArgs, remember: Remember) -> dict[str, Any]:
         locker = self.service.locker
+        parcel = locker.assignments.get(a.assignment_id)
+        releases = parcel is not None and parcel.status is AssignmentStatus.DEPOSITED
+        if releases:
+            self._police_release(a.assignment_id)
 
         def result(_: list[DomainEvent]) -> dict[str, Any]:
             status = locker.assignments.get(a.assignment_id)
@@ -331,9 +356,32 @@ class CommandProcessor:
                 "status": status.status.value if status else AssignmentStatus.CANCELLED.value,
             }
 
-        return self._commit(partial(
+        answer = self._commit(partial(
             locker.cancel, a.assignment_id, reason=a.reason, now=self.service.now()
         ), result, remember)
+        if releases:
+            self._releases.record(self._monotonic())
+        return answer
+
+    def _police_release(self, assignment_id: str) -> None:
+        """Hold back a cancel of a parcel already inside once too many came too fast.
+
+        A cancelled parcel inside waits for a courier to take it out; many of them in a short
+        time is how a broker attacker with a signing key would empty a locker.
+        """
+        if not self._releases.would_exceed(self._monotonic()):
+            return
+        limit, window = self._releases.limit, self._releases.window_s
+        event = DomainEvent("release_held_back", self.service.now(), assignment_id=assignment_id,
+                            data={"limit": limit, "window_s": window})
+        self.service.apply(lambda: [event])
+        raise CommandRefused(
+            "held_back",
+            f"more than {limit} parcels already inside were cancelled within {window:g} s; "
+            "this one is held back and an alarm raised: try again later or cancel it at the "
+            "locker",
+            "args.assignment_id",
+        )
 
     def _cmd_extend(self, a: c.ExtendArgs, remember: Remember) -> dict[str, Any]:
         locker = self.service.locker
@@ -440,7 +488,10 @@ class CommandProcessor:
 
     def _cmd_set_config(self, a: c.SetConfigArgs, remember: Remember) -> dict[str, Any]:
         changes = a.model_dump(exclude_none=True)
-        updated = self.policies.with_changes(changes)
+        try:
+            updated = self.policies.with_changes(changes)
+        except LooseningRefused as exc:
+            raise CommandRefused("loosening_refused", str(exc), f"args.{exc.field}") from None
         overrides = {**self.service.store.policy_overrides(), **changes}
         now = self.service.now()
         event = DomainEvent("config_changed", now, data={"changes": changes})

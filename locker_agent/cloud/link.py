@@ -417,7 +417,11 @@ class MqttLink:
             correlation = getattr(props, "CorrelationData", None)
             if correlation is not None:
                 reply_properties.CorrelationData = correlation
-        topic = response_topic or answer.reply_to or self._topics.replies
+        asked = [t for t in (response_topic, answer.reply_to) if t]
+        topic = next((t for t in asked if self._topics.is_reply_topic(t)), self._topics.replies)
+        if asked and topic == self._topics.replies and asked[0] != topic:
+            logger.warning("reply topic refused; answered on the default topic",
+                           extra={"fields": {"command": name, "asked": asked[0][:200]}})
         try:
             self._publish_model(topic, answer.reply, properties=reply_properties)
         except (ValueError, TypeError):  # a response topic paho cannot encode

@@ -34,6 +34,7 @@ from locker_agent.config.mqtt import MqttConfig
 from locker_agent.config.policies import Policies
 from locker_agent.config.problems import ConfigError
 from locker_agent.config.retention import RetentionConfig
+from locker_agent.config.security import SecurityConfig
 from locker_agent.config.tokens import TokensConfig
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "RetentionConfig",
     "Rs485Hardware",
     "ScannerHardware",
+    "SecurityConfig",
     "SimulatedHardware",
     "TokensConfig",
     "default_config_path",

@@ -16,6 +16,7 @@ from locker_agent.config.mqtt import MqttConfig
 from locker_agent.config.policies import Policies
 from locker_agent.config.problems import UNSET, Problem, Problems
 from locker_agent.config.retention import RetentionConfig
+from locker_agent.config.security import SecurityConfig
 from locker_agent.config.tokens import TokensConfig
 from locker_agent.domain.model import DEFAULT_SIZES
 
@@ -52,6 +53,7 @@ class AgentConfig(BaseSettings):
     retention: RetentionConfig = RetentionConfig()
     tokens: TokensConfig = TokensConfig()
     api: ApiConfig = ApiConfig()
+    security: SecurityConfig = SecurityConfig()
     compartments: list[CompartmentConfig] = Field(min_length=1)
 
     @classmethod
@@ -121,6 +123,33 @@ class AgentConfig(BaseSettings):
     @property
     def mqtt_client_id(self) -> str:
         return self.mqtt.client_id or f"locker-{self.locker_id}"
+
+    @property
+    def operator_public_keys(self) -> list[str]:
+        """Every operator key: ``[security] operator_public_keys`` and the older single
+        ``mqtt.operator_public_key``."""
+        keys = list(self.security.operator_public_keys)
+        if self.mqtt.operator_public_key and self.mqtt.operator_public_key not in keys:
+            keys.insert(0, self.mqtt.operator_public_key)
+        return keys
+
+    @property
+    def sealed_codes_required(self) -> bool:
+        required = self.security.require_sealed_codes
+        return bool(self.operator_public_keys) if required is None else required
+
+    def command_security_problems(self) -> list[str]:
+        """Why this locker must not run as configured: anyone on the broker could command it."""
+        if not self.mqtt.enabled or self.operator_public_keys:
+            return []
+        if self.security.allow_unsigned_commands:
+            return []
+        return [
+            "security.operator_public_keys: the cloud link is on but no operator key is set, "
+            "so anyone who can publish on the broker could command this locker; add the "
+            "public key of `locker-ctl keygen` (or, on a closed test bench only, set "
+            "security.allow_unsigned_commands = true)"
+        ]
 
     @model_validator(mode="after")
     def _check_inbox_outlives_commands(self) -> AgentConfig:

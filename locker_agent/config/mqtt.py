@@ -28,9 +28,8 @@ class MqttConfig(Section):
     topic_prefix: str = "lockers"
     keepalive_s: int = Field(default=60, ge=5, le=3600)
     operator_public_key: str | None = Field(default=None, min_length=1)
-    """Ed25519 key (base64 of 32 bytes, or a PEM file) that signs door-opening commands;
-    when set, ``open``, ``remote_pickup``, ``clear_alarm`` and ``set_config`` must carry a
-    valid signature."""
+    """One more operator key (base64 of 32 bytes, or a PEM file), as older configs set it;
+    prefer ``[security] operator_public_keys``, which holds several."""
     reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
     reconnect_max_s: float = Field(default=120.0, gt=0, le=3600)
     """Reconnect backoff doubles from min to max, with equal jitter, so a fleet does not

@@ -33,6 +33,9 @@ from pydantic import (
     StringConstraints,
 )
 
+from locker_agent.contract.sealing import SEALED_PATTERN
+from locker_agent.contract.signing import KEY_ID_PATTERN
+
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Bigger command payloads are refused unread."""
 
@@ -44,6 +47,15 @@ Identifier = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,32}$")]
 """A pickup, return or courier code: 4-32 letters or digits (it is hashed on arrival)."""
+
+SealedCode = Annotated[str, StringConstraints(pattern=SEALED_PATTERN)]
+"""A code sealed to the locker (``sealed:...``, see :mod:`locker_agent.contract.sealing`)."""
+
+CodeField = Annotated[
+    Code | SealedCode,
+    Field(description="a code sealed to the locker (sealed:...); in clear only on a locker "
+                      "that allows it (security.require_sealed_codes = false)"),
+]
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Size = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,16}$")]
@@ -77,14 +89,15 @@ class AssignArgs(_Strict):
     """Reserve a compartment for a delivery and register its pickup code."""
 
     assignment_id: Identifier
-    pickup_code: Code
+    pickup_code: CodeField
     size: Size | None = Field(default=None, description="wanted size; or give compartment_id")
     compartment_id: Identifier | None = None
     accessible: bool = False
     barcode: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     customer_ref: Identifier | None = Field(
         default=None,
-        description="who the parcel is for; parcels of one customer may share a compartment",
+        description="who the parcel is for: parcels given the same customer_ref may share a "
+        "compartment and a code; none: this parcel shares with nothing",
     )
     hold_period_h: Hours | None = Field(default=None, description="default: the locker's policy")
     hold_compartment: bool = Field(
@@ -107,14 +120,14 @@ class ExtendArgs(_Strict):
 class AnnounceReturnArgs(_Strict):
     assignment_id: Identifier
     size: Size
-    return_code: Code
+    return_code: CodeField
     customer_ref: Identifier | None = None
     valid_h: Hours | None = Field(default=None, description="default: reservation TTL policy")
 
 
 class GrantCourierArgs(_Strict):
     courier_id: Identifier
-    code: Code
+    code: CodeField
     expires_at: Instant | None = None
 
 
@@ -202,8 +215,18 @@ COMMAND_ARGS: dict[str, type[_Strict]] = {
 """Every command a locker understands, by the name in its topic ``cmd/{name}``."""
 
 DOOR_OPENING_COMMANDS = frozenset({"open", "remote_pickup"})
-SIGNED_COMMANDS = frozenset({"open", "remote_pickup", "clear_alarm", "set_config"})
-"""Commands that must carry a valid Ed25519 signature once an operator key is configured."""
+UNSIGNED_COMMANDS = frozenset({"ping"})
+"""The only command a locker answers without a signature: it changes and reveals nothing."""
+SIGNED_COMMANDS = frozenset(COMMAND_ARGS) - UNSIGNED_COMMANDS
+"""Every command that changes state or reveals anything about a parcel or a code: each must
+carry a valid Ed25519 signature by an operator key the locker holds."""
+
+CODE_FIELDS: dict[str, tuple[str, ...]] = {
+    "assign": ("pickup_code",),
+    "announce_return": ("return_code",),
+    "grant_courier": ("code",),
+}
+"""The arguments that carry a code, by command: sealed to the locker on the wire."""
 
 
 # ---------------------------------------------------------------------- envelopes
@@ -223,6 +246,10 @@ class CommandEnvelope(_Strict):
     signature: Annotated[str, StringConstraints(max_length=200)] | None = Field(
         default=None,
         description="base64 Ed25519 signature over the canonical command (see mqtt-api.md)",
+    )
+    key_id: Annotated[str, StringConstraints(pattern=KEY_ID_PATTERN)] | None = Field(
+        default=None,
+        description="the id of the operator key that signed (16 hex digits, see mqtt-api.md)",
     )
 
 

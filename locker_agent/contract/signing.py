@@ -1,18 +1,23 @@
-"""Ed25519 signatures on door-opening commands.
+"""Ed25519 signatures on commands.
 
 A signature covers the *canonical command*: the JSON object
 
     {"args": ..., "command": NAME, "expires_at": "...", "id": "...", "locker_id": "..."}
 
-with keys sorted, no whitespace (``separators=(",", ":")``) and ASCII escapes, where ``args``,
-``expires_at`` and ``id`` are exactly as sent. Naming the locker means a signed command cannot
-be replayed to another locker; the id and the inbox mean it cannot be replayed to this one.
+(plus ``"key_id"`` when the envelope names its key) with keys sorted, no whitespace
+(``separators=(",", ":")``) and ASCII escapes, where ``args``, ``expires_at``, ``id`` and
+``key_id`` are exactly as sent. Naming the locker means a signed command cannot be replayed
+to another locker; the id and the inbox mean it cannot be replayed to this one.
+
+A key is named by its id, :func:`key_id`: the first 8 bytes of SHA-256 of the raw public key,
+in hex. A locker holds several operator keys while one is being rotated.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,8 +32,16 @@ class SigningKeyError(ValueError):
     """A key file or value that is not an Ed25519 key."""
 
 
+KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
+
+
 def canonical_command(
-    locker_id: str, name: str, id_: object, expires_at: object, args: Mapping[str, Any]
+    locker_id: str,
+    name: str,
+    id_: object,
+    expires_at: object,
+    args: Mapping[str, Any],
+    key_id: object = None,
 ) -> bytes:
     document = {
         "args": dict(args),
@@ -37,7 +50,16 @@ def canonical_command(
         "id": id_,
         "locker_id": locker_id,
     }
+    if key_id is not None:
+        document["key_id"] = key_id
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def key_id(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The id a command names its signing key by (16 hex digits)."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def load_public_key(value: str) -> Ed25519PublicKey:

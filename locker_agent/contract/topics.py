@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 COMMAND_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
+REPLY_INBOX_LEVEL = "_ctl"
+"""Operators' reply inboxes live at ``{prefix}/_ctl/{client}/replies``."""
+_CLIENT = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,18 @@ class Topics:
     @property
     def telemetry(self) -> str:
         return f"{self.base}/telemetry"
+
+    def is_reply_topic(self, topic: str) -> bool:
+        """Whether a reply may go to ``topic``: this locker's ``replies``, or an operator's
+        reply inbox ``{prefix}/_ctl/{client}/replies``. Nothing else: a command must never
+        make the locker publish onto another locker's topics, or onto its own commands."""
+        if topic == self.replies:
+            return True
+        head = f"{self.prefix}/{REPLY_INBOX_LEVEL}/"
+        if not topic.startswith(head) or not topic.endswith("/replies"):
+            return False
+        client = topic[len(head):-len("/replies")]
+        return _CLIENT.fullmatch(client) is not None and client != "cmd"
 
     def command(self, name: str) -> str:
         return f"{self.base}/cmd/{name}"

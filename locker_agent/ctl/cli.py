@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from locker_agent.contract.messages import COMMAND_ARGS
+from locker_agent.contract.messages import CODE_FIELDS, COMMAND_ARGS
 from locker_agent.contract.signing import public_key_base64
 from locker_agent.contract.tokens import key_id, sign_courier_token, sign_pickup_token
 from locker_agent.contract.topics import COMMAND_NAME_CHARS
@@ -31,10 +31,12 @@ from locker_agent.ctl.options import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_USAGE,
+    LOCKER_KEYS_ENV,
     SIGN_KEY_ENV,
     UsageError,
     connected,
     connection_options,
+    locker_key,
     positive,
     signing_key,
 )
@@ -103,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
         "--sign-key", type=Path, metavar="PATH",
         help=f"Ed25519 private key (PEM) to sign the command with (or ${SIGN_KEY_ENV})",
     )
+    send.add_argument(
+        "--locker-key", metavar="KEY",
+        help="the locker's identity key (base64, or its file) to seal codes to "
+             f"(or ${LOCKER_KEYS_ENV}/LOCKER_ID.pub; `locker-agent identity` prints it)",
+    )
     send.add_argument("--expires-in", type=positive, default=300.0, metavar="SECONDS",
                       help="the command expires this long from now (default 300)")
     send.set_defaults(handler=_send)
@@ -165,9 +172,14 @@ def _send(args: argparse.Namespace) -> int:
         raise UsageError(f"COMMAND {name!r}: lower-case letters and '_' only")
     command_args = command_arguments(name, args.json_args, args.pairs)
     key = signing_key(args.sign_key)
+    seal_for = locker_key(args.locker_key, args.locker_id)
+    if seal_for is None and any(f in command_args for f in CODE_FIELDS.get(name, ())):
+        print(f"locker-ctl: warning: no identity key for {args.locker_id}: its code goes in "
+              "clear, which the locker refuses once it has an operator key (--locker-key)",
+              file=sys.stderr)
     with connected(args) as client:
         document = client.envelope(
-            args.locker_id, name, command_args, sign_with=key,
+            args.locker_id, name, command_args, sign_with=key, seal_for=seal_for,
             expires_in=timedelta(seconds=args.expires_in),
         )
         try:

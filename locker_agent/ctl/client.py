@@ -20,11 +20,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from locker_agent.contract.signing import canonical_command, sign
+from locker_agent.contract.messages import CODE_FIELDS
+from locker_agent.contract.sealing import is_sealed, seal
+from locker_agent.contract.signing import canonical_command, key_id, sign
 from locker_agent.contract.transport import send_without_delay
 
 
@@ -80,6 +83,10 @@ class FleetClient:
                 context.load_cert_chain(str(options.cert_file), str(options.key_file))
             self._client.tls_set_context(context)
         self._reply_topic = f"{prefix}/_ctl/{options.client_id}/replies"
+        self.signing_key: Ed25519PrivateKey | None = None
+        """Signs every command sent with :meth:`command` unless it names another key."""
+        self.locker_keys: Callable[[str], X25519PublicKey | None] = lambda _locker: None
+        """A locker's enrolled identity key, to seal the codes sent to it (None: send clear)."""
         self._replies: dict[str, queue.Queue[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Received], None]] = []
@@ -183,18 +190,28 @@ class FleetClient:
         command_id: str | None = None,
         expires_in: timedelta = timedelta(minutes=5),
         sign_with: Ed25519PrivateKey | None = None,
+        seal_for: X25519PublicKey | None = None,
     ) -> dict[str, Any]:
-        """A command as the contract wants it, signed when a key is given."""
+        """A command as the contract wants it: codes sealed to ``seal_for`` (the locker's
+        identity key), signed with ``sign_with`` naming its key id, when they are given."""
+        sealed = dict(args or {})
+        if seal_for is not None:
+            for field in CODE_FIELDS.get(name, ()):
+                value = sealed.get(field)
+                if isinstance(value, str) and not is_sealed(value):
+                    sealed[field] = seal(value, seal_for, locker_id=locker_id, field=field)
         document: dict[str, Any] = {
             "id": command_id or str(uuid.uuid4()),
             "expires_at": (datetime.now(UTC) + expires_in).isoformat(),
-            "args": dict(args or {}),
+            "args": sealed,
         }
         if not self._v5:
             document["reply_to"] = self._reply_topic
         if sign_with is not None:
+            document["key_id"] = key_id(sign_with)
             message = canonical_command(
-                locker_id, name, document["id"], document["expires_at"], document["args"]
+                locker_id, name, document["id"], document["expires_at"], document["args"],
+                document["key_id"],
             )
             document["signature"] = sign(sign_with, message)
         return document
@@ -249,8 +266,11 @@ class FleetClient:
         sign_with: Ed25519PrivateKey | None = None,
         expires_in: timedelta = timedelta(minutes=5),
     ) -> dict[str, Any]:
+        """Send a command and wait for its reply: signed with ``sign_with`` (default: the
+        client's :attr:`signing_key`), its codes sealed to the locker's enrolled key."""
         document = self.envelope(
-            locker_id, name, args, sign_with=sign_with, expires_in=expires_in
+            locker_id, name, args, sign_with=sign_with or self.signing_key,
+            expires_in=expires_in, seal_for=self.locker_keys(locker_id),
         )
         return self.send(locker_id, name, document, timeout=timeout)
 

@@ -1,16 +1,27 @@
-"""What every ``locker-ctl`` subcommand shares: exit codes, broker options, the signing key."""
+"""What every ``locker-ctl`` subcommand shares: exit codes, broker options, keys.
+
+Keys are looked for in this order: the option, the environment, then a demo locker's state
+directory (``$LOCKER_AGENT_STATE_DIR``, else ``./.state`` as ``make run`` makes it), where the
+demo writes its operator key (``demo-operator.key``) and the locker's identity
+(``identity.pub``). A production operator passes ``--sign-key`` and enrols each locker's
+identity key (``locker-agent identity``) as ``$LOCKER_CTL_LOCKER_KEYS/<locker_id>.pub``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from locker_agent.contract.sealing import SealError, load_locker_key
 from locker_agent.contract.signing import SigningKeyError, load_private_key
 from locker_agent.ctl.client import ConnectionOptions, FleetClient
 
@@ -20,6 +31,9 @@ EXIT_USAGE = 2
 
 PASSWORD_ENV = "LOCKER_CTL_PASSWORD"
 SIGN_KEY_ENV = "LOCKER_CTL_SIGN_KEY"
+LOCKER_KEYS_ENV = "LOCKER_CTL_LOCKER_KEYS"
+DEMO_OPERATOR_KEY = "demo-operator.key"
+DEMO_IDENTITY = "identity.pub"
 DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
 
 
@@ -113,12 +127,24 @@ def connected(args: argparse.Namespace) -> Iterator[FleetClient]:
         client.close()
 
 
+def demo_state_dir() -> Path | None:
+    """Where ``make run`` keeps a demo locker's state, if there is one here."""
+    named = os.environ.get("LOCKER_AGENT_STATE_DIR")
+    directory = Path(named) if named else Path(".state")
+    return directory if directory.is_dir() else None
+
+
 def signing_key(path: Path | None) -> Ed25519PrivateKey | None:
     if path is None:
         from_env = os.environ.get(SIGN_KEY_ENV)
-        if not from_env:
+        demo = demo_state_dir()
+        if from_env:
+            path = Path(from_env)
+        elif demo is not None and (demo / DEMO_OPERATOR_KEY).is_file():
+            path = demo / DEMO_OPERATOR_KEY
+            print(f"locker-ctl: signing with the demo operator key {path}", file=sys.stderr)
+        else:
             return None
-        path = Path(from_env)
     try:
         return load_private_key(path)
     except FileNotFoundError:
@@ -132,3 +158,45 @@ def signing_key(path: Path | None) -> Ed25519PrivateKey | None:
             f"signing key {path}: not an unencrypted PEM private key (make one with "
             "locker-ctl keygen)"
         ) from None
+
+
+def locker_key(value: str | None, locker_id: str) -> X25519PublicKey | None:
+    """The identity key to seal ``locker_id``'s codes to: ``--locker-key`` (base64, or a file
+    holding it or ``locker-agent identity --json``), else the enrolled one in
+    ``$LOCKER_CTL_LOCKER_KEYS``, else a demo locker's here; None if there is none."""
+    if value is None:
+        keyring = os.environ.get(LOCKER_KEYS_ENV)
+        demo = demo_state_dir()
+        if keyring and (Path(keyring) / f"{locker_id}.pub").is_file():
+            value = str(Path(keyring) / f"{locker_id}.pub")
+        elif demo is not None and _identity_of(demo / DEMO_IDENTITY) == locker_id:
+            value = str(demo / DEMO_IDENTITY)
+        else:
+            return None
+    text = value
+    if Path(value).is_file():
+        try:
+            text = Path(value).read_text()
+        except OSError as exc:
+            raise UsageError(f"locker key {value}: {exc.strerror or exc}") from None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        if document.get("locker_id") not in (None, locker_id):
+            raise UsageError(
+                f"locker key {value} belongs to {document.get('locker_id')}, not {locker_id}")
+        text = str(document.get("public_key", ""))
+    try:
+        return load_locker_key(text)
+    except SealError as exc:
+        raise UsageError(f"locker key {value}: {exc}") from None
+
+
+def _identity_of(path: Path) -> str | None:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return str(document.get("locker_id")) if isinstance(document, dict) else None

@@ -52,12 +52,6 @@ class InvalidCode(DomainError):
         self.reason = reason
 
 
-class CodeCollision(DomainError):
-    """Two live codes of one kind may not be equal: the locker could not tell whose door to open."""
-
-    code = "code_collision"
-
-
 class OutOfService(DomainError):
     code = "out_of_service"
 

@@ -22,7 +22,6 @@ from locker_agent.domain.allocation import size_rank, smallest_fit
 from locker_agent.domain.clock import ServiceClock
 from locker_agent.domain.credentials import CodeHasher, find_matching
 from locker_agent.domain.errors import (
-    CodeCollision,
     CompartmentUnavailable,
     DomainError,
     DuplicateAssignment,
@@ -119,6 +118,10 @@ class Locker:
         self._archive = archive
         self._code_archive = code_archive
         self.min_code_length = min_code_length
+        self.code_collisions = 0
+        """New codes that matched another live code, since start (memory only). Such a code is
+        accepted without a word and not registered: refusing it would tell the sender that
+        someone's code is live (an oracle); counting lets the caller raise an alarm."""
         self._changes = Changes()
 
     # ------------------------------------------------------------------ queries
@@ -209,7 +212,7 @@ class Locker:
             )
         self._require_positive(hold_seconds, "hold_period")
         self._require_positive(reservation_ttl_s, "reservation_ttl")
-        customer = customer_ref or assignment_id
+        customer = customer_ref or _solo_customer()
         if size is not None:
             self._require_size(size)
         compartment: Compartment | None = None
@@ -221,7 +224,7 @@ class Locker:
         elif size is None:
             raise DomainError("say which size the parcel needs", field="size")
         digest = self._hasher.digest(CredentialKind.PICKUP, pickup_code)
-        credential = self._credential_for_new_parcel(digest, customer)
+        credential, collided = self._credential_for_new_parcel(digest, customer)
 
         assignment = Assignment(
             id=assignment_id,
@@ -238,10 +241,13 @@ class Locker:
             updated_at=now,
         )
         self.assignments[assignment.id] = assignment
-        if credential is None:
-            credential = self._new_credential(CredentialKind.PICKUP, digest, now)
-        credential.assignment_ids = credential.assignment_ids | {assignment.id}
-        self._touch(assignment, credential)
+        if collided:
+            self._touch(assignment)
+        else:
+            if credential is None:
+                credential = self._new_credential(CredentialKind.PICKUP, digest, now)
+            credential.assignment_ids = credential.assignment_ids | {assignment.id}
+            self._touch(assignment, credential)
         if compartment is None:
             return [
                 self._event(
@@ -317,22 +323,25 @@ class Locker:
         self._require_size(size)
         self._require_positive(ttl_s, "ttl")
         digest = self._hasher.digest(CredentialKind.RETURN, return_code)
-        if self._live_matches(CredentialKind.RETURN, digest):
-            raise CodeCollision("that return code is already in use here", field="return_code")
+        collided = bool(self._live_matches(CredentialKind.RETURN, digest))
         assignment = Assignment(
             id=assignment_id,
             kind=AssignmentKind.RETURN,
             status=S.ANNOUNCED,
-            customer_ref=customer_ref or assignment_id,
+            customer_ref=customer_ref or _solo_customer(),
             size=size,
             reservation_deadline=self.clock.deadline(ttl_s),
             created_at=now,
             updated_at=now,
         )
         self.assignments[assignment.id] = assignment
-        credential = self._new_credential(CredentialKind.RETURN, digest, now)
-        credential.assignment_ids = frozenset({assignment.id})
-        self._touch(assignment, credential)
+        if collided:
+            self.code_collisions += 1
+            self._touch(assignment)
+        else:
+            credential = self._new_credential(CredentialKind.RETURN, digest, now)
+            credential.assignment_ids = frozenset({assignment.id})
+            self._touch(assignment, credential)
         return [self._event("return_announced", now, None, assignment.id, size=size)]
 
     # ------------------------------------------------------------------- couriers
@@ -351,9 +360,10 @@ class Locker:
             c for c in self._live_matches(CredentialKind.COURIER, digest, now)
             if c.courier_id != courier_id
         ]
-        if clash:
-            raise CodeCollision("that courier code is already in use here", field="code")
         self._revoke_courier_codes(courier_id, now)
+        if clash:
+            self.code_collisions += 1
+            return [self._event("courier_granted", now, courier_id=courier_id)]
         credential = self._new_credential(CredentialKind.COURIER, digest, now)
         credential.courier_id = courier_id
         credential.expires_at = expires_at
@@ -1092,8 +1102,14 @@ class Locker:
             raise LockerFull(f"no free {what}", field="size")
         return chosen
 
-    def _credential_for_new_parcel(self, digest: str, customer: str) -> Credential | None:
-        """The same customer's live code may cover another parcel; anyone else's may not."""
+    def _credential_for_new_parcel(
+        self, digest: str, customer: str
+    ) -> tuple[Credential | None, bool]:
+        """The same customer's live code may cover another parcel; anyone else's may not.
+
+        Returns that credential (or None for a new one), and whether the code collided with
+        another customer's live code: then it is not registered (see ``code_collisions``).
+        """
         for credential in self._live_matches(CredentialKind.PICKUP, digest):
             owners = {
                 self.assignments[a].customer_ref
@@ -1101,11 +1117,10 @@ class Locker:
                 if a in self.assignments
             }
             if owners != {customer}:
-                raise CodeCollision(
-                    "that pickup code is already in use here", field="pickup_code"
-                )
-            return credential
-        return None
+                self.code_collisions += 1
+                return None, True
+            return credential, False
+        return None, False
 
     def _live_matches(
         self, kind: CredentialKind, digest: str, now: datetime | None = None
@@ -1302,3 +1317,9 @@ _REASON_SEPARATOR = "; "
 
 def _reasons(text: str | None) -> list[str]:
     return text.split(_REASON_SEPARATOR) if text else []
+
+
+def _solo_customer() -> str:
+    """The customer of a parcel the cloud named none for: unique, derived from nothing
+    published, so no other parcel can ever claim to be the same customer's."""
+    return f"solo:{uuid.uuid4().hex}"

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from locker_agent import __version__
 from locker_agent.cloud.local_broker import INSTALL_HINT
 from locker_agent.config import AgentConfig, ConfigError, load_config
+from locker_agent.contract.signing import SigningKeyError, load_public_key
 from locker_agent.runtime.secret import SECRET_BYTES
 from locker_agent.store.migrations import CURRENT_VERSION
 
@@ -87,8 +88,52 @@ def check_config(config: AgentConfig) -> list[Finding]:
     findings = [check_state_dir(config)]
     database, has_codes = check_database(config)
     findings += [database, check_secret(config, has_codes), check_hardware(config)]
+    findings += check_command_security(config)
     findings += check_tls_files(config)
     findings.append(check_broker(config))
+    return findings
+
+
+# --- who may command the locker ------------------------------------------------------------------
+
+
+def check_command_security(config: AgentConfig) -> list[Finding]:
+    """Operator keys readable, unsigned commands off, the wall clock's trust stated."""
+    if not config.mqtt.enabled:
+        return [Finding("PASS", "commands", "the cloud link is off: no commands are taken")]
+    findings: list[Finding] = []
+    if config.security.allow_unsigned_commands:
+        findings.append(Finding(
+            "FAIL", "commands",
+            "security.allow_unsigned_commands = true: anyone on the broker can command "
+            "this locker",
+            "set it to false and list the operator's key in security.operator_public_keys",
+        ))
+    keys = config.operator_public_keys
+    if not keys and not config.security.allow_unsigned_commands:
+        findings.append(Finding(
+            "FAIL", "commands", "no operator key: the locker will not start",
+            "add the public key of `locker-ctl keygen` to security.operator_public_keys",
+        ))
+    for index, value in enumerate(keys):
+        try:
+            load_public_key(value)
+        except (SigningKeyError, OSError, ValueError) as exc:
+            findings.append(Finding(
+                "FAIL", "commands", f"security.operator_public_keys[{index}]: {exc}",
+                "install the operator's public key (PEM) there, or give it as base64",
+            ))
+    if keys and not findings:
+        sealed = "sealed codes required" if config.sealed_codes_required else \
+            "codes may arrive in clear"
+        findings.append(Finding(
+            "PASS", "commands",
+            f"{len(keys)} operator key{'s' if len(keys) != 1 else ''}; every command but "
+            f"ping must be signed; {sealed}",
+        ))
+    if config.security.wall_clock == "trusted":
+        findings.append(Finding(
+            "PASS", "clock", "wall clock trusted from boot (security.wall_clock)"))
     return findings
 
 

@@ -29,21 +29,24 @@ from locker_agent.app.ports.hardware import (
     LockDriver,
 )
 from locker_agent.app.service import LockerService
-from locker_agent.cloud.commands import CommandProcessor
+from locker_agent.cloud.command_guard import CodeSealing, OperatorKeys
+from locker_agent.cloud.commands import CommandProcessor, Vigilance
 from locker_agent.cloud.link import MqttLink
 from locker_agent.cloud.local_broker import LocalBroker, LocalBrokerError
 from locker_agent.cloud.outbox_guard import OutboxGuard
 from locker_agent.cloud.policies import RuntimePolicies
 from locker_agent.cloud.views import compartment_message
 from locker_agent.config import AgentConfig, ConfigError, load_config
-from locker_agent.contract.signing import SigningKeyError, load_public_key
 from locker_agent.contract.topics import Topics
 from locker_agent.domain.locker import Locker
 from locker_agent.hardware.console import ConsoleCodeInput
 from locker_agent.hardware.simulated import SimulatedLocker
+from locker_agent.runtime.clock_sync import KernelClockSync, trusted
 from locker_agent.runtime.errors import StartupError
 from locker_agent.runtime.hardware import build_code_inputs, build_hardware
-from locker_agent.runtime.policies import build_code_gate, unlock_policy_from
+from locker_agent.runtime.identity import load_identity
+from locker_agent.runtime.policies import build_code_gate, operator_keys_from, unlock_policy_from
+from locker_agent.runtime.secret import SecretError
 from locker_agent.runtime.state import compartments_from, fail_closed, open_store
 from locker_agent.runtime.systemd_notify import Notifier, Watchdog
 from locker_agent.store import Store, StoreError
@@ -71,6 +74,8 @@ class Agent:
     retention: Retention | None = None
     api: ApiServer | None = None
     courier_desk: CourierDesk | None = None
+    clock_trusted: Callable[[], bool] = trusted
+    """Whether the wall clock may be believed yet (security.wall_clock)."""
     _housekeeping: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -179,6 +184,7 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
         store.close()
         raise
     policies = config.policies
+    clock_trusted = trusted if config.security.wall_clock == "trusted" else KernelClockSync()
     service = LockerService(
         locker,
         store,
@@ -187,11 +193,12 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
         reload=load,
         unlock_policy=unlock_policy_from(policies),
         labels={c.id: c.label or c.id for c in config.compartments},
-        gate=build_code_gate(config, store),
+        gate=build_code_gate(config, store, clock_trusted=clock_trusted),
+        wall_floor=store.latest_time(),
     )
     if loss is not None:
         fail_closed(service, loss)
-    agent = Agent(config, store, service, locks, doors, simulator)
+    agent = Agent(config, store, service, locks, doors, simulator, clock_trusted=clock_trusted)
     agent.courier_desk = CourierDesk(service, idle_timeout_s=policies.courier_session_idle_s)
     subscribe_boards = getattr(doors, "subscribe_boards", None)  # lock-control boards (rs485)
     if subscribe_boards is not None:
@@ -258,12 +265,22 @@ def build_cloud_link(agent: Agent) -> None:
     """The command processor and the MQTT link (and a local broker if none is configured)."""
     config, service = agent.config, agent.service
     mqtt_config = config.mqtt
-    operator_key = None
-    if mqtt_config.operator_public_key:
-        try:
-            operator_key = load_public_key(mqtt_config.operator_public_key)
-        except (SigningKeyError, OSError, ValueError) as exc:
-            raise StartupError(f"mqtt.operator_public_key: {exc}") from exc
+    problems = config.command_security_problems()
+    if problems:
+        raise StartupError("; ".join(problems))
+    keys = OperatorKeys(operator_keys_from(config),
+                        allow_unsigned=config.security.allow_unsigned_commands)
+    if config.security.allow_unsigned_commands:
+        logger.warning(
+            "security.allow_unsigned_commands is on: anyone who can publish on the broker "
+            "can command this locker; never use this outside a closed test bench")
+    try:
+        identity = load_identity(config.state_dir, config.locker_id)
+    except SecretError as exc:
+        raise StartupError(str(exc)) from exc
+    sealing = CodeSealing(identity.key, locker_id=config.locker_id,
+                          required=config.sealed_codes_required)
+    security = config.security
     policies = RuntimePolicies.from_config(config.policies, agent.store.policy_overrides())
     labels = {c.id: c.label or c.id for c in config.compartments}
 
@@ -274,7 +291,13 @@ def build_cloud_link(agent: Agent) -> None:
     processor = CommandProcessor(
         service,
         policies=policies,
-        operator_key=operator_key,
+        keys=keys,
+        sealing=sealing,
+        vigilance=Vigilance(
+            release_limit=security.release_limit, release_window_s=security.release_window_s,
+            collision_alarm_after=security.collision_alarm_after,
+        ),
+        clock_trusted=agent.clock_trusted,
         horizon=timedelta(hours=mqtt_config.command_horizon_h),
         boot_id=boot_id,
         compartment_view=view,
@@ -384,7 +407,7 @@ async def run_agent(
 
 
 RESTART_ONLY = (
-    "locker_id", "state_dir", "sizes", "hardware", "mqtt", "api", "compartments"
+    "locker_id", "state_dir", "sizes", "hardware", "mqtt", "api", "compartments", "security",
 )
 """Config sections a reload cannot apply to a running locker: they need a restart."""
 

@@ -1,23 +1,51 @@
-"""Demo parcels for the simulated locker, so a newcomer can try a pickup at once.
+"""The demo (``make run``): parcels to try a pickup at once, and an operator key to play the cloud.
 
 The codes are printed once, to the terminal, and never logged or stored in clear; like every
-code they exist on disk only as keyed hashes.
+code they exist on disk only as keyed hashes. The demo operator key lives in the state
+directory (``demo-operator.key``, 0600), where ``locker-ctl`` finds it to sign commands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import Callable
 from functools import partial
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from locker_agent.app.service import LockerService
 from locker_agent.config import AgentConfig
+from locker_agent.contract.signing import load_private_key, public_key_base64
 from locker_agent.domain.errors import DomainError
 from locker_agent.domain.model import AssignmentStatus
 
 DEMO_PREFIX = "demo-"
 DEMO_SIZES = ("S", "M", "L")
+DEMO_OPERATOR_KEY = "demo-operator.key"
+
+
+def with_demo_operator_key(config: AgentConfig) -> AgentConfig:
+    """``config`` with the demo operator's public key added (made on the first demo run)."""
+    path = config.state_dir / DEMO_OPERATOR_KEY
+    if not path.exists():
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, pem)
+        finally:
+            os.close(fd)
+    public = public_key_base64(load_private_key(path))
+    keys = [*config.security.operator_public_keys, public]
+    return config.model_copy(update={
+        "security": config.security.model_copy(update={"operator_public_keys": keys})
+    })
 
 
 async def seed_demo_parcels(

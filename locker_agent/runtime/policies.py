@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from locker_agent.app.code_gate import CodeGate
 from locker_agent.app.unlocks import UnlockPolicy
@@ -13,7 +16,9 @@ from locker_agent.runtime.errors import StartupError
 from locker_agent.store import Store
 
 
-def build_code_gate(config: AgentConfig, store: Store) -> CodeGate:
+def build_code_gate(
+    config: AgentConfig, store: Store, *, clock_trusted: Callable[[], bool]
+) -> CodeGate:
     """Lockouts from the policies, and the keys that signed QR tokens are checked against."""
     try:
         keys = [load_public_key(value) for value in config.tokens.public_keys]
@@ -27,7 +32,19 @@ def build_code_gate(config: AgentConfig, store: Store) -> CodeGate:
         public_keys=keys,
         locker_id=config.locker_id,
         max_courier_validity_s=config.tokens.max_courier_validity_h * 3600,
+        clock_trusted=clock_trusted,
     )
+
+
+def operator_keys_from(config: AgentConfig) -> list[Ed25519PublicKey]:
+    """The operator keys commands must be signed with; a key that cannot be read stops start."""
+    keys = []
+    for index, value in enumerate(config.operator_public_keys):
+        try:
+            keys.append(load_public_key(value))
+        except (SigningKeyError, OSError, ValueError) as exc:
+            raise StartupError(f"security.operator_public_keys[{index}]: {exc}") from exc
+    return keys
 
 
 def lockout_policies(policies: Policies) -> tuple[LockoutPolicy, LockoutPolicy]:

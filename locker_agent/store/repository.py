@@ -462,6 +462,12 @@ class Store:
             ).scalar_one_or_none()
         return int(seq or 0)
 
+    def latest_time(self) -> datetime | None:
+        """The latest event time committed (the audit log outlives the outbox), if any."""
+        with self.engine.connect() as conn:
+            latest = conn.execute(select(func.max(_AUDIT.c.at))).scalar_one_or_none()
+        return latest if isinstance(latest, datetime) else None
+
     def audit_page(
         self, *, limit: int, before_id: int | None = None, type: str | None = None
     ) -> list[AuditRecord]:

@@ -18,6 +18,7 @@ from locker_agent.config import load_config
 from locker_agent.ctl.client import ConnectionOptions, FleetClient, Received
 from locker_agent.runtime.daemon import Agent, build_agent
 from tests.conftest import BIN
+from tests.support.operator import as_operator
 
 T = TypeVar("T")
 
@@ -117,9 +118,9 @@ class Cloud:
                  **options: Any) -> None:
         self.locker_id = locker_id
         options.setdefault("session_expiry_s", 3600)  # miss nothing across broker restarts
-        self.client = FleetClient(
+        self.client = as_operator(FleetClient(
             ConnectionOptions(host=host, port=port, protocol=protocol, **options)
-        )
+        ))
         self.messages: list[Received] = []
         self._lock = threading.Lock()
 

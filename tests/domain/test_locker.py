@@ -11,7 +11,6 @@ import pytest
 from locker_agent.domain.clock import ServiceClock
 from locker_agent.domain.credentials import CodeHasher, find_matching
 from locker_agent.domain.errors import (
-    CodeCollision,
     CompartmentUnavailable,
     DomainError,
     DuplicateAssignment,
@@ -170,7 +169,7 @@ def test_reserve_chooses_the_smallest_free_compartment_that_fits(rig: Rig) -> No
     parcel = rig.locker.assignments["p1"]
     assert parcel.kind is AssignmentKind.DELIVERY
     assert parcel.status is S.RESERVED
-    assert parcel.customer_ref == "p1"
+    assert parcel.customer_ref.startswith("solo:")  # never the published assignment id
     assert parcel.hold_seconds == HOLD
     assert parcel.hold_deadline is None
     assert parcel.reservation_deadline == rig.locker.clock.seconds + TTL
@@ -331,19 +330,25 @@ def test_reserve_refuses_an_empty_id(rig: Rig) -> None:
     assert rig.refuses(DomainError, lambda: rig.reserve("", "10000100")).field == "assignment_id"
 
 
-def test_code_collision_between_two_customers(rig: Rig) -> None:
+def test_a_colliding_code_is_accepted_silently_but_never_registered(rig: Rig) -> None:
+    # refusing it would tell the sender that someone's code is live: an oracle
     rig.reserve("p1", "77777700", customer_ref="alice")
-    error = rig.refuses(
-        CodeCollision, lambda: rig.reserve("p2", "77777700", customer_ref="bob", size="M")
-    )
-    assert (error.code, error.field) == ("code_collision", "pickup_code")
-    assert "p2" not in rig.locker.assignments
+    events = rig.reserve("p2", "77777700", customer_ref="bob", size="M")
+    assert [e.type for e in events] == ["reserved"]
+    assert "p2" in rig.locker.assignments
+    assert rig.locker.code_collisions == 1
+    # one credential, alice's: the code opens her parcel only
+    assert [c.assignment_ids for c in rig.locker.credentials.values()] == [{"p1"}]
 
 
-def test_code_collision_with_default_customer_refs(rig: Rig) -> None:
-    # with no customer_ref each parcel is its own customer
+def test_parcels_with_no_customer_ref_never_share(rig: Rig) -> None:
+    # the default customer is derived from nothing published (not the assignment id)
     rig.reserve("p1", "77777700")
-    rig.refuses(CodeCollision, lambda: rig.reserve("p2", "77777700"))
+    rig.reserve("p2", "77777700")
+    assert rig.locker.code_collisions == 1
+    assert [c.assignment_ids for c in rig.locker.credentials.values()] == [{"p1"}]
+    first = rig.locker.assignments["p1"].customer_ref
+    assert first not in ("p1", "p2") and first != rig.locker.assignments["p2"].customer_ref
 
 
 def test_a_code_is_free_again_once_its_parcel_is_done(rig: Rig) -> None:
@@ -667,13 +672,9 @@ def test_return_needs_a_free_compartment_of_its_size(rig: Rig) -> None:
 
 def test_return_refusals(rig: Rig) -> None:
     rig.locker.announce_return("r1", size="S", return_code="R-1xxxxx", now=rig.now, ttl_s=TTL)
-    error = rig.refuses(
-        CodeCollision,
-        lambda: rig.locker.announce_return(
-            "r2", size="S", return_code="R-1xxxxx", now=rig.now, ttl_s=TTL
-        ),
-    )
-    assert error.field == "return_code"
+    rig.locker.announce_return("r9", size="S", return_code="R-1xxxxx", now=rig.now, ttl_s=TTL)
+    assert rig.locker.code_collisions == 1  # accepted silently, the code not registered
+    assert rig.authenticate("R-1xxxxx").assignment_ids == {"r1"}
     rig.refuses(
         DuplicateAssignment,
         lambda: rig.locker.announce_return(
@@ -1063,11 +1064,9 @@ def test_courier_code_collision_and_expired_codes_no_longer_collide(rig: Rig) ->
     rig.locker.grant_courier(
         "dhl-12", code="C-1xxxxx", expires_at=rig.now + timedelta(minutes=5), now=rig.now
     )
-    error = rig.refuses(
-        CodeCollision,
-        lambda: rig.locker.grant_courier("ups-3", code="C-1xxxxx", expires_at=None, now=rig.now),
-    )
-    assert error.field == "code"
+    rig.locker.grant_courier("ups-3", code="C-1xxxxx", expires_at=None, now=rig.now)
+    assert rig.locker.code_collisions == 1  # accepted silently, the code not registered
+    assert rig.authenticate("C-1xxxxx").courier_id == "dhl-12"
     rig.later(300)
     rig.locker.grant_courier("ups-3", code="C-1xxxxx", expires_at=None, now=rig.now)
     assert rig.authenticate("C-1xxxxx").courier_id == "ups-3"
@@ -1275,7 +1274,6 @@ def _r(rig: Rig, aid: str, code: str, **kwargs: object) -> Callable[[], object]:
 REFUSALS: list[tuple[str, type[DomainError], Callable[[Busy], Callable[[], object]]]] = [
     ("reserve-duplicate", DuplicateAssignment, lambda b: _r(b.rig, "p_res", "55555500")),
     ("reserve-archived", DuplicateAssignment, lambda b: _r(b.rig, "p_done", "55555500")),
-    ("reserve-collision", CodeCollision, lambda b: _r(b.rig, "p9", "11111100", customer_ref="x")),
     ("reserve-full", LockerFull, lambda b: _r(b.rig, "p9", "55555500", size="XL")),
     (
         "reserve-other-customer",
@@ -1327,13 +1325,6 @@ REFUSALS: list[tuple[str, type[DomainError], Callable[[Busy], Callable[[], objec
         "extend-zero",
         DomainError,
         lambda b: lambda: b.rig.locker.extend("p_res", seconds=0, now=b.rig.now),
-    ),
-    (
-        "announce-collision",
-        CodeCollision,
-        lambda b: lambda: b.rig.locker.announce_return(
-            "r9", size="S", return_code="R-1xxxxx", now=b.rig.now, ttl_s=TTL
-        ),
     ),
     (
         "announce-duplicate",
@@ -1443,13 +1434,6 @@ REFUSALS: list[tuple[str, type[DomainError], Callable[[Busy], Callable[[], objec
         lambda b: lambda: b.rig.locker.revoke_courier("", now=b.rig.now),
     ),
     (
-        "grant-collision",
-        CodeCollision,
-        lambda b: lambda: b.rig.locker.grant_courier(
-            "ups-3", code="C-1xxxxx", expires_at=None, now=b.rig.now
-        ),
-    ),
-    (
         "grant-already-expired",
         DomainError,
         lambda b: lambda: b.rig.locker.grant_courier(
@@ -1511,10 +1495,7 @@ def test_codes_never_appear_in_events_reprs_or_credentials(rig: Rig) -> None:
     changes.append(rig.take())
     events += rig.deposit("p1")
     events += rig.deposit("p2")
-    try:
-        rig.reserve("p3", "65028400", customer_ref="carol")
-    except CodeCollision as error:
-        messages.append(str(error))
+    events += rig.reserve("p3", "65028400", customer_ref="carol")  # collides: not registered
     credential = rig.authenticate("73194600")
     events += rig.locker.begin_pickup(credential, now=rig.now)
     intents_repr = repr(rig.locker.intents)
@@ -1542,7 +1523,7 @@ def test_codes_never_appear_in_events_reprs_or_credentials(rig: Rig) -> None:
     )
     changes.append(rig.take())
 
-    assert len(messages) == 3  # the collision and both refused codes were exercised
+    assert len(messages) == 2  # both refused codes were exercised (the collision is silent)
     texts = [
         repr(events),
         *(str(e.data) for e in events),
