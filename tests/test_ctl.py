@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from locker_agent.ctl.cli import command_arguments, fleet_view
 from locker_agent.ctl.client import Received
@@ -27,6 +28,7 @@ from tests.support.mosquitto import (  # noqa: F401 - fixtures
     mosquitto_factory,
     password_file,
 )
+from tests.support.operator import OPERATOR_KEY, STATE_DIRS
 
 LOCKER = "ctl-locker"
 AGENT = [str(BIN / "locker-agent")] if (BIN / "locker-agent").exists() else [
@@ -45,22 +47,42 @@ def clean_env() -> dict[str, str]:
 
 
 class Ctl:
-    """Runs ``locker-ctl`` against one broker."""
+    """Runs ``locker-ctl`` against one broker, as the test operator: signing with its key
+    (``$LOCKER_CTL_SIGN_KEY``) and sealing codes to the lockers' enrolled identity keys
+    (``$LOCKER_CTL_LOCKER_KEYS``)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, keys: Path) -> None:
         self.port = port
+        self.sign_key = keys / "operator.pem"
+        self.sign_key.write_bytes(OPERATOR_KEY.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        self.locker_keys = keys / "lockers"
+        self.locker_keys.mkdir()
+
+    def enrol(self, locker_id: str, state_dir: Path) -> None:
+        """Enrol a locker's identity key (it is made when the locker starts)."""
+        (self.locker_keys / f"{locker_id}.pub").symlink_to(state_dir / "identity.pub")
 
     def argv(self, *args: str) -> list[str]:
         return [*CTL, "--port", str(self.port), *args]
 
-    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def env(self, *, as_operator: bool = True) -> dict[str, str]:
+        env = clean_env()
+        if as_operator:
+            env.update(LOCKER_CTL_SIGN_KEY=str(self.sign_key),
+                       LOCKER_CTL_LOCKER_KEYS=str(self.locker_keys))
+        return env
+
+    def __call__(self, *args: str, timeout: float = 60, as_operator: bool = True
+                 ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.argv(*args), capture_output=True, text=True, env=clean_env(),
-            timeout=timeout, stdin=subprocess.DEVNULL,
+            self.argv(*args), capture_output=True, text=True, env=self.env(as_operator=as_operator),
+            timeout=timeout, stdin=subprocess.DEVNULL, cwd=self.sign_key.parent,
         )
 
-    def reply(self, *args: str) -> tuple[int, dict[str, Any]]:
-        result = self("send", *args)
+    def reply(self, *args: str, as_operator: bool = True) -> tuple[int, dict[str, Any]]:
+        result = self("send", *args, as_operator=as_operator)
         assert result.returncode in (0, 1), result.stderr
         assert "Traceback" not in result.stderr
         document: dict[str, Any] = json.loads(result.stdout)
@@ -113,8 +135,10 @@ def agents(tmp_path: Path) -> Iterator[Agents]:
 
 
 @pytest.fixture
-def ctl(mosquitto: MosquittoBroker) -> Ctl:  # noqa: F811
-    return Ctl(mosquitto.port)
+def ctl(mosquitto: MosquittoBroker, tmp_path: Path) -> Ctl:  # noqa: F811
+    keys = tmp_path / "ctl-keys"
+    keys.mkdir()
+    return Ctl(mosquitto.port, keys)
 
 
 AgentStarter = Callable[..., subprocess.Popen[bytes]]
@@ -132,6 +156,8 @@ def start_agent(
                   "reconnect_max_s": 1.0, **mqtt},
             locker_id=LOCKER,
         )
+        if not (ctl.locker_keys / f"{LOCKER}.pub").is_symlink():
+            ctl.enrol(LOCKER, STATE_DIRS[LOCKER])
         process = agents.start(config)
         deadline = time.monotonic() + 30
         while True:
@@ -346,7 +372,7 @@ def test_keygen_and_a_signed_open(
 
     start_agent(operator_public_key=public)
     open_args = ("compartment_id=A02", "reason=customer locked out", "operator=ops.jane")
-    code, reply = ctl.reply(LOCKER, "open", *open_args)
+    code, reply = ctl.reply(LOCKER, "open", *open_args, as_operator=False)
     assert code == 1
     assert reply["error"]["code"] == "bad_signature"
     assert reply["error"]["field"] == "signature"
@@ -358,7 +384,7 @@ def test_keygen_and_a_signed_open(
     other = tmp_path / "other.pem"
     assert ctl("keygen", str(other)).returncode == 0
     code, reply = ctl.reply(LOCKER, "open", *open_args, "--sign-key", str(other))
-    assert code == 1 and reply["error"]["code"] == "bad_signature"
+    assert code == 1 and reply["error"]["code"] == "unknown_key"  # the key is named by its id
 
     bad = tmp_path / "bad.pem"
     bad.write_text("this is no key\n")

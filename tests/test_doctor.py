@@ -71,12 +71,32 @@ def test_a_good_locker_passes_everything(
     code, lines = doctor(config)
     assert code == EXIT_OK, "\n".join(lines)
     assert [text.split()[1] for text in lines[:-1]] == [
-        "config", "state_dir", "database", "secret", "hardware", "broker",
+        "config", "state_dir", "database", "secret", "hardware", "commands", "clock", "broker",
     ]
     assert all(text.startswith("PASS") for text in lines[:-1]), "\n".join(lines)
     assert "quick_check ok, schema version" in line(lines, "PASS", "database")
+    assert "every command but ping must be signed" in line(lines, "PASS", "commands")
     assert f"{mosquitto.host}:{mosquitto.port} accepts TCP" in line(lines, "PASS", "broker")
-    assert lines[-1] == "0 failed, 0 warnings, 6 passed"
+    assert lines[-1] == "0 failed, 0 warnings, 8 passed"
+
+
+def test_doctor_fails_a_locker_anyone_on_the_broker_could_command(
+    write_config: ConfigWriter, mosquitto: MosquittoBroker  # noqa: F811
+) -> None:
+    config = write_config(mqtt=mqtt_to(mosquitto), security={
+        "operator_public_keys": [], "allow_unsigned_commands": True})
+    code, lines = doctor(config)
+    assert code == EXIT_FAILURE
+    assert "anyone on the broker can command" in line(lines, "FAIL", "commands")
+    config = write_config(mqtt=mqtt_to(mosquitto), security={"operator_public_keys": []})
+    code, lines = doctor(config)
+    assert code == EXIT_FAILURE
+    assert "no operator key: the locker will not start" in line(lines, "FAIL", "commands")
+    config = write_config(mqtt=mqtt_to(mosquitto), security={
+        "operator_public_keys": ["/nonexistent/operator.pub.pem"]})
+    code, lines = doctor(config)
+    assert code == EXIT_FAILURE
+    assert "operator_public_keys[0]" in line(lines, "FAIL", "commands")
 
 
 def test_a_fresh_locker_only_warns(write_config: ConfigWriter, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from locker_agent.app.ports.hardware import CodeEntry
 from locker_agent.contract.tokens import sign_pickup_token
+from locker_agent.ctl.client import ConnectionOptions, FleetClient, Received
 from locker_agent.domain.model import AssignmentStatus, DoorState
 from tests.cloud.harness import AgentThread, Cloud
 from tests.conftest import ConfigWriter
@@ -31,6 +32,8 @@ SECOND_PICKUP = "Pk7Xq2Lm9Z"
 RETURN = "RtN55291Q"
 COURIER = "Cour1erD4y"
 WRONG = ("40404040", "ZzWr0ngG3ss", "31337000")
+WEAK = "Qw7Rt2"
+"""Refused by the locker as too short: the refusal must not echo it either."""
 KEY = Ed25519PrivateKey.generate()
 
 
@@ -61,7 +64,10 @@ def test_codes_never_appear_in_the_database_the_logs_or_mqtt(
         f'[tokens]\npublic_keys = ["{base64.b64encode(raw_key).decode()}"]\n\n[[compartments]]',
         1,
     ))
-    with Cloud(mosquitto.host, mosquitto.port, LOCKER) as cloud, AgentThread(config) as thread:
+    everything: list[Received] = []  # a subscriber to '#': commands, replies, all of it
+    with Cloud(mosquitto.host, mosquitto.port, LOCKER) as cloud, AgentThread(config) as thread, \
+            FleetClient(ConnectionOptions(host=mosquitto.host, port=mosquitto.port)) as spy:
+        spy.subscribe("#", everything.append)
         agent = thread.agent
         assert agent is not None
         until(lambda: bool(cloud.on("status")))
@@ -75,7 +81,7 @@ def test_codes_never_appear_in_the_database_the_logs_or_mqtt(
                              {"assignment_id": "r-1", "size": "S", "return_code": RETURN})["ok"]
         assert cloud.command("grant_courier", {"courier_id": "dhl-1", "code": COURIER})["ok"]
         # a command refused for its code must not echo it either
-        refused = cloud.command("assign", {"assignment_id": "p-3", "pickup_code": PICKUP,
+        refused = cloud.command("assign", {"assignment_id": "p-3", "pickup_code": WEAK,
                                            "size": "S"})
         assert not refused["ok"]
 
@@ -115,13 +121,16 @@ def test_codes_never_appear_in_the_database_the_logs_or_mqtt(
             f"lockers/{LOCKER}/cmd/")]
         database = agent.config.state_dir / "locker.db"
 
-    secrets = (PICKUP, SECOND_PICKUP, RETURN, COURIER, token, *WRONG)
+    secrets = (PICKUP, SECOND_PICKUP, RETURN, COURIER, token, WEAK, *WRONG)
     stored = b"".join(
         path.read_bytes() for path in database.parent.iterdir()
         if path.is_file() and path.name.startswith(database.name)
     )
     assert len(stored) > 10_000, "the database files were not found"
     sent = b"\n".join(m.topic.encode() + b" " + m.payload for m in published)
+    seen = b"\n".join(m.topic.encode() + b" " + m.payload for m in everything)
+    # the spy saw the commands with their codes (sealed) as well as what the locker sent
+    assert b"/cmd/assign" in seen and b"sealed:" in seen and b"return_collected" in seen
     assert b"return_collected" in sent and b"picked_up" in sent
     logged = "\n".join(f"{r.getMessage()} {r.__dict__!r}" for r in caplog.records)
     assert "code refused" in logged
@@ -131,4 +140,5 @@ def test_codes_never_appear_in_the_database_the_logs_or_mqtt(
         needle = secret.encode()
         assert needle not in stored, f"a code is in the database files: {secret[:3]}…"
         assert needle not in sent, f"a code was published over MQTT: {secret[:3]}…"
+        assert needle not in seen, f"a subscriber to '#' saw a code: {secret[:3]}…"
         assert secret not in logged, f"a code is in the logs: {secret[:3]}…"

@@ -28,6 +28,7 @@ from locker_agent.app.service import LockerService
 from locker_agent.cloud.command_guard import CodeSealing, CommandRefused, OperatorKeys
 from locker_agent.cloud.policies import LooseningRefused, RuntimePolicies
 from locker_agent.contract import messages as c
+from locker_agent.contract.topics import Topics
 from locker_agent.domain.errors import DomainError, RemoteOpenRefused
 from locker_agent.domain.model import AssignmentStatus, DomainEvent
 from locker_agent.domain.remote_open import RemoteOpenLimiter
@@ -74,8 +75,10 @@ class CommandProcessor:
         monotonic: Callable[[], float] = time.monotonic,
         boot_id: str = "",
         compartment_view: Callable[[str], dict[str, Any]] | None = None,
+        topics: Topics | None = None,
     ) -> None:
         self.service = service
+        self._topics = topics or Topics("lockers", service.locker.locker_id)
         self.policies = policies
         self.keys = keys
         self.sealing = sealing
@@ -104,13 +107,16 @@ class CommandProcessor:
     def handle(self, name: str, payload: bytes, *, retained: bool = False) -> Answer:
         """Turn one message on ``cmd/{name}`` into its reply; never raises for bad input.
 
-        ``reply_to`` is passed on as asked; the link sends a reply only to a documented reply
-        topic (:meth:`~locker_agent.contract.topics.Topics.is_reply_topic`).
+        ``reply_to`` is kept only when it is a documented reply topic
+        (:meth:`~locker_agent.contract.topics.Topics.is_reply_topic`): a command must never
+        make the locker publish onto another locker's topics or its own commands.
         """
         raw: dict[str, Any] = {}
         reply = self._reply(name, payload, retained, raw)
         reply_to = raw.get("reply_to")
-        return Answer(reply, reply_to if isinstance(reply_to, str) else None)
+        if not isinstance(reply_to, str) or not self._topics.is_reply_topic(reply_to):
+            reply_to = None
+        return Answer(reply, reply_to)
 
     def _reply(
         self, name: str, payload: bytes, retained: bool, raw_out: dict[str, Any]
@@ -140,7 +146,7 @@ class CommandProcessor:
                 return earlier
             # before anything is written: a forged or unsigned command leaves no trace
             self.keys.check(self.locker_id, name, raw)
-            self._check_expiry(envelope)
+            self._check_expiry(name, envelope)
             return self._apply(name, envelope, raw)
         except CommandRefused as refusal:
             self.refused += 1
@@ -193,8 +199,8 @@ class CommandProcessor:
             raise CommandRefused("invalid_json", "the payload must be a JSON object")
         return raw
 
-    def _check_expiry(self, envelope: c.CommandEnvelope) -> None:
-        if not self._clock_trusted():
+    def _check_expiry(self, name: str, envelope: c.CommandEnvelope) -> None:
+        if name not in c.UNSIGNED_COMMANDS and not self._clock_trusted():
             raise CommandRefused(
                 "clock_not_synchronised",
                 "the locker's clock is not synchronised yet, so it cannot tell whether the "
@@ -532,7 +538,7 @@ class CommandProcessor:
             "uptime_s": round(self._monotonic() - self._started, 3),
             "time": self.service.now().isoformat(),
         }
-        self.service.store.record_command(remember(result)([]))
+        # not remembered: anyone may send a ping, and it must cost the locker no disk write
         return result
 
     def _cmd_sync(self, a: c.EmptyArgs, remember: Remember) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from locker_agent.config.problems import UNSET, Problem, Problems
 from locker_agent.config.retention import RetentionConfig
 from locker_agent.config.security import SecurityConfig
 from locker_agent.config.tokens import TokensConfig
+from locker_agent.contract.topics import REPLY_INBOX_LEVEL
 from locker_agent.domain.model import DEFAULT_SIZES
 
 ENV_PREFIX: Final = "LOCKER_AGENT_"
@@ -67,6 +68,13 @@ class AgentConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Environment first, so it beats the file (passed in as init values)."""
         return env_settings, init_settings
+
+    @field_validator("locker_id")
+    @classmethod
+    def _check_locker_id_not_reserved(cls, locker_id: str) -> str:
+        if locker_id == REPLY_INBOX_LEVEL:
+            raise ValueError(f"{REPLY_INBOX_LEVEL!r} is reserved for operators' reply inboxes")
+        return locker_id
 
     @field_validator("sizes")
     @classmethod

@@ -48,14 +48,13 @@ Identifier = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{4,32}$")]
 """A pickup, return or courier code: 4-32 letters or digits (it is hashed on arrival)."""
 
-SealedCode = Annotated[str, StringConstraints(pattern=SEALED_PATTERN)]
-"""A code sealed to the locker (``sealed:...``, see :mod:`locker_agent.contract.sealing`)."""
-
 CodeField = Annotated[
-    Code | SealedCode,
-    Field(description="a code sealed to the locker (sealed:...); in clear only on a locker "
-                      "that allows it (security.require_sealed_codes = false)"),
+    str,
+    StringConstraints(pattern=rf"^([A-Za-z0-9]{{4,32}}|{SEALED_PATTERN[1:-1]})$"),
+    Field(description="a code sealed to the locker (sealed:..., see mqtt-api.md); in clear "
+                      "(4-32 letters or digits) only on a locker that allows it"),
 ]
+"""A code field: sealed to the locker (:mod:`locker_agent.contract.sealing`), or in clear."""
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Size = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,16}$")]

@@ -40,11 +40,11 @@ def canonical_command(
     name: str,
     id_: object,
     expires_at: object,
-    args: Mapping[str, Any],
+    args: Mapping[str, Any] | object,
     key_id: object = None,
 ) -> bytes:
     document = {
-        "args": dict(args),
+        "args": dict(args) if isinstance(args, Mapping) else args,
         "command": name,
         "expires_at": expires_at,
         "id": id_,

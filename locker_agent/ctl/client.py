@@ -192,29 +192,19 @@ class FleetClient:
         sign_with: Ed25519PrivateKey | None = None,
         seal_for: X25519PublicKey | None = None,
     ) -> dict[str, Any]:
-        """A command as the contract wants it: codes sealed to ``seal_for`` (the locker's
-        identity key), signed with ``sign_with`` naming its key id, when they are given."""
-        sealed = dict(args or {})
-        if seal_for is not None:
-            for field in CODE_FIELDS.get(name, ()):
-                value = sealed.get(field)
-                if isinstance(value, str) and not is_sealed(value):
-                    sealed[field] = seal(value, seal_for, locker_id=locker_id, field=field)
+        """A command as the contract wants it: codes sealed to ``seal_for`` (default: the
+        locker's key from :attr:`locker_keys`), signed with ``sign_with`` (default:
+        :attr:`signing_key`) naming its key id, when there are such keys."""
+        sign_with = sign_with or self.signing_key
+        seal_for = seal_for or self.locker_keys(locker_id)
         document: dict[str, Any] = {
             "id": command_id or str(uuid.uuid4()),
             "expires_at": (datetime.now(UTC) + expires_in).isoformat(),
-            "args": sealed,
+            "args": dict(args or {}),
         }
         if not self._v5:
             document["reply_to"] = self._reply_topic
-        if sign_with is not None:
-            document["key_id"] = key_id(sign_with)
-            message = canonical_command(
-                locker_id, name, document["id"], document["expires_at"], document["args"],
-                document["key_id"],
-            )
-            document["signature"] = sign(sign_with, message)
-        return document
+        return seal_and_sign(locker_id, name, document, sign_with=sign_with, seal_for=seal_for)
 
     def send(
         self,
@@ -269,8 +259,7 @@ class FleetClient:
         """Send a command and wait for its reply: signed with ``sign_with`` (default: the
         client's :attr:`signing_key`), its codes sealed to the locker's enrolled key."""
         document = self.envelope(
-            locker_id, name, args, sign_with=sign_with or self.signing_key,
-            expires_in=expires_in, seal_for=self.locker_keys(locker_id),
+            locker_id, name, args, sign_with=sign_with, expires_in=expires_in
         )
         return self.send(locker_id, name, document, timeout=timeout)
 
@@ -335,3 +324,32 @@ class FleetClient:
                 if target is not None:
                     target.put(reply)
                     return
+
+
+def seal_and_sign(
+    locker_id: str,
+    name: str,
+    document: Mapping[str, Any],
+    *,
+    sign_with: Ed25519PrivateKey | None,
+    seal_for: X25519PublicKey | None,
+) -> dict[str, Any]:
+    """``document`` (an envelope) with its code fields sealed to ``seal_for`` and signed with
+    ``sign_with`` (naming the key), when they are given; codes already sealed stay as they are."""
+    result = dict(document)
+    args = result.get("args")
+    if seal_for is not None and isinstance(args, dict):
+        args = dict(args)
+        for field in CODE_FIELDS.get(name, ()):
+            value = args.get(field)
+            if isinstance(value, str) and not is_sealed(value):
+                args[field] = seal(value, seal_for, locker_id=locker_id, field=field)
+        result["args"] = args
+    if sign_with is not None:
+        result["key_id"] = key_id(sign_with)
+        message = canonical_command(
+            locker_id, name, result.get("id"), result.get("expires_at"), result.get("args") or {},
+            result["key_id"],
+        )
+        result["signature"] = sign(sign_with, message)
+    return result

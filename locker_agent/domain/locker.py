@@ -119,9 +119,12 @@ class Locker:
         self._code_archive = code_archive
         self.min_code_length = min_code_length
         self.code_collisions = 0
-        """New codes that matched another live code, since start (memory only). Such a code is
-        accepted without a word and not registered: refusing it would tell the sender that
-        someone's code is live (an oracle); counting lets the caller raise an alarm."""
+        """New codes that matched another live code, since start (memory only). The command
+        is accepted without a word (refusing it would tell the sender that someone's code is
+        live: an oracle), the new code is not registered and the live one it matched is
+        withdrawn too, so neither customer can open the other's door; counting lets the
+        caller raise an alarm. The cloud knows every code it gave, so this is a bug or an
+        attack, never normal."""
         self._changes = Changes()
 
     # ------------------------------------------------------------------ queries
@@ -224,7 +227,7 @@ class Locker:
         elif size is None:
             raise DomainError("say which size the parcel needs", field="size")
         digest = self._hasher.digest(CredentialKind.PICKUP, pickup_code)
-        credential, collided = self._credential_for_new_parcel(digest, customer)
+        credential, collided = self._credential_for_new_parcel(digest, customer, now)
 
         assignment = Assignment(
             id=assignment_id,
@@ -323,7 +326,7 @@ class Locker:
         self._require_size(size)
         self._require_positive(ttl_s, "ttl")
         digest = self._hasher.digest(CredentialKind.RETURN, return_code)
-        collided = bool(self._live_matches(CredentialKind.RETURN, digest))
+        collided = self._withdraw_colliding(self._live_matches(CredentialKind.RETURN, digest), now)
         assignment = Assignment(
             id=assignment_id,
             kind=AssignmentKind.RETURN,
@@ -336,7 +339,6 @@ class Locker:
         )
         self.assignments[assignment.id] = assignment
         if collided:
-            self.code_collisions += 1
             self._touch(assignment)
         else:
             credential = self._new_credential(CredentialKind.RETURN, digest, now)
@@ -361,8 +363,7 @@ class Locker:
             if c.courier_id != courier_id
         ]
         self._revoke_courier_codes(courier_id, now)
-        if clash:
-            self.code_collisions += 1
+        if self._withdraw_colliding(clash, now):
             return [self._event("courier_granted", now, courier_id=courier_id)]
         credential = self._new_credential(CredentialKind.COURIER, digest, now)
         credential.courier_id = courier_id
@@ -1103,12 +1104,12 @@ class Locker:
         return chosen
 
     def _credential_for_new_parcel(
-        self, digest: str, customer: str
+        self, digest: str, customer: str, now: datetime
     ) -> tuple[Credential | None, bool]:
         """The same customer's live code may cover another parcel; anyone else's may not.
 
         Returns that credential (or None for a new one), and whether the code collided with
-        another customer's live code: then it is not registered (see ``code_collisions``).
+        another customer's live code (see ``code_collisions``).
         """
         for credential in self._live_matches(CredentialKind.PICKUP, digest):
             owners = {
@@ -1117,10 +1118,22 @@ class Locker:
                 if a in self.assignments
             }
             if owners != {customer}:
-                self.code_collisions += 1
-                return None, True
+                return None, self._withdraw_colliding([credential], now)
             return credential, False
         return None, False
+
+    def _withdraw_colliding(self, credentials: list[Credential], now: datetime) -> bool:
+        """Withdraw live codes a new code collided with, silently; whether there were any.
+
+        No event says so: the stream is public on the broker, and the withdrawal would tell
+        whoever sent the new code that it was someone's live code.
+        """
+        for credential in credentials:
+            credential.revoked_at = now
+            self._touch(credential)
+        if credentials:
+            self.code_collisions += 1
+        return bool(credentials)
 
     def _live_matches(
         self, kind: CredentialKind, digest: str, now: datetime | None = None

@@ -298,6 +298,7 @@ def build_cloud_link(agent: Agent) -> None:
             collision_alarm_after=security.collision_alarm_after,
         ),
         clock_trusted=agent.clock_trusted,
+        topics=Topics(mqtt_config.topic_prefix, config.locker_id),
         horizon=timedelta(hours=mqtt_config.command_horizon_h),
         boot_id=boot_id,
         compartment_view=view,

@@ -30,11 +30,13 @@ from pydantic import ValidationError
 
 from locker_agent.cloud.commands import Answer
 from locker_agent.contract import messages as c
-from locker_agent.contract.signing import public_key_base64
+from locker_agent.contract.signing import canonical_command, public_key_base64, verify
+from locker_agent.contract.signing import key_id as operator_key_id
 from locker_agent.domain import errors
 from tests.cloud.harness import AgentThread, Cloud
 from tests.conftest import ConfigWriter
 from tests.support.mosquitto import MosquittoBroker, mosquitto  # noqa: F401 - fixture
+from tests.support.operator import OPERATOR_KEY, as_operator_document
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -71,6 +73,7 @@ def _domain_codes() -> set[str]:
 KNOWN_CODES = _domain_codes() | {
     "invalid", "invalid_json", "payload_too_large", "expired", "retained",
     "unknown_command", "bad_signature", "remote_open_refused", "internal", "duplicate_id",
+    "unknown_key", "code_not_sealed", "loosening_refused", "held_back",
 }
 ENVELOPE_CODES = {"invalid_json", "payload_too_large", "expired", "retained", "unknown_command",
                   "bad_signature"}
@@ -93,8 +96,21 @@ def _raw(payload: bytes) -> Any:
         return None
 
 
+def signed_by_the_operator(name: str, raw: dict[str, Any]) -> bool:
+    """Whether ``raw`` carries a valid signature by the test operator's key."""
+    key_id = raw.get("key_id")
+    if key_id is not None and key_id != operator_key_id(OPERATOR_KEY):
+        return False
+    message = canonical_command(
+        LOCKER, name, raw.get("id"), raw.get("expires_at"), raw.get("args") or {}, key_id
+    )
+    signature = raw.get("signature")
+    return verify(OPERATOR_KEY.public_key(), message,
+                  signature if isinstance(signature, str) else None)
+
+
 def genuinely_valid(name: str, payload: bytes, retained: bool, now: datetime) -> bool:
-    """Whether the contract says this message must be applied (unsigned commands only)."""
+    """Whether the contract says this message must be applied."""
     if retained or len(payload) > c.MAX_PAYLOAD_BYTES:
         return False
     raw = _raw(payload)
@@ -107,7 +123,7 @@ def genuinely_valid(name: str, payload: bytes, retained: bool, now: datetime) ->
     if not now < envelope.expires_at <= now + HORIZON:
         return False
     model = c.COMMAND_ARGS.get(name)
-    if model is None or name in c.SIGNED_COMMANDS:  # no signature here can be valid
+    if model is None or (name in c.SIGNED_COMMANDS and not signed_by_the_operator(name, raw)):
         return False
     try:
         model.model_validate(envelope.args)
@@ -419,6 +435,11 @@ def envelopes(draw: st.DrawFn) -> tuple[str, bytes, bool]:
             document["reply_to"] = draw(REPLY_TOPICS)
         elif defect == "retained":
             retained = True
+    if ("signature" not in defects and name not in c.DOOR_OPENING_COMMANDS
+            and draw(st.integers(0, 3)) > 0):
+        # mostly signed (and sealed) by the operator the locker trusts, as the contract wants;
+        # never a door opening: signed, it is legitimate, and here no door may move
+        document = as_operator_document(LOCKER, name, document, seal=draw(st.booleans()))
     payload = json.dumps(document).encode()
     for defect in defects:
         if defect == "truncated" and payload:
@@ -530,9 +551,9 @@ def test_a_huge_number_is_invalid_json_not_internal(running: AgentThread) -> Non
 
 
 def test_a_courier_expiry_out_of_range_is_invalid_not_internal(running: AgentThread) -> None:
-    payload = json.dumps(_envelope(args={
+    payload = json.dumps(as_operator_document(LOCKER, "grant_courier", _envelope(args={
         "courier_id": "c-1", "code": "AB12cd34", "expires_at": "9999-12-31T23:00:00-05:00",
-    })).encode()
+    }))).encode()
     answer = _handle(running, "grant_courier", payload)
     assert answer.reply.error is not None
     assert (answer.reply.error.code, answer.reply.error.field) == ("invalid", "args.expires_at")
@@ -583,6 +604,7 @@ def malformed_messages(rng: random.Random, count: int) -> list[tuple[str, bytes]
             "args": dict(valid_args.get(name, {})),
         }
         defect = rng.randrange(12)
+        unsigned = defect in (9, 10, 11)  # a bad signature, or none on a door opening
         if defect == 0:
             document.pop(rng.choice(["id", "expires_at"]))
         elif defect == 1:
@@ -608,10 +630,13 @@ def malformed_messages(rng: random.Random, count: int) -> list[tuple[str, bytes]
             if name not in c.SIGNED_COMMANDS:
                 document["args"]["colour"] = 1
         else:  # a door-opening command, unsigned, and the key is configured
+            unsigned = True
             name = rng.choice(sorted(c.SIGNED_COMMANDS))
             document["args"] = dict(valid_args.get(name, {}))
         if defect == 7 and not document["args"]:
             document["args"] = {"colour": junk()}
+        if not unsigned:  # the rest are signed: their defect is what must refuse them
+            document = as_operator_document(LOCKER, name, document, seal=False)
         return name, json.dumps(document).encode()
 
     names = [*c.COMMAND_ARGS, "unlock_everything", "open_all", "x", "ping_"]

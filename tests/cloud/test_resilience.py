@@ -19,6 +19,7 @@ from tests.support.mosquitto import (  # noqa: F401 - fixtures
     mosquitto_factory,
     password_file,
 )
+from tests.support.operator import locker_key
 from tests.support.tls import make_rogue_client, make_tls
 
 LOCKER = "test-locker"
@@ -100,6 +101,9 @@ def test_sigkill_mid_stream_loses_no_event_and_applies_no_command_twice(
     total = 40
     with Cloud(mosquitto.host, mosquitto.port, LOCKER) as cloud:
         try:
+            # the codes are sealed to the identity key the locker makes at its first start
+            cloud.wait_for(lambda: locker_key(LOCKER) is not None, timeout=30,
+                           what="the locker's identity key")
             envelopes = [
                 cloud.client.envelope(LOCKER, "assign" if n % 2 == 0 else "cancel", {
                     "assignment_id": f"p-{n // 2}", "pickup_code": f"{10000000 + n // 2}",

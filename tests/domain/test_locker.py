@@ -330,23 +330,24 @@ def test_reserve_refuses_an_empty_id(rig: Rig) -> None:
     assert rig.refuses(DomainError, lambda: rig.reserve("", "10000100")).field == "assignment_id"
 
 
-def test_a_colliding_code_is_accepted_silently_but_never_registered(rig: Rig) -> None:
-    # refusing it would tell the sender that someone's code is live: an oracle
+def test_a_colliding_code_is_accepted_silently_and_withdrawn_for_both(rig: Rig) -> None:
+    # refusing it would tell the sender that someone's code is live: an oracle; keeping
+    # either would let one customer open the other's door
     rig.reserve("p1", "77777700", customer_ref="alice")
     events = rig.reserve("p2", "77777700", customer_ref="bob", size="M")
-    assert [e.type for e in events] == ["reserved"]
+    assert [e.type for e in events] == ["reserved"]  # as for any parcel: nothing told
     assert "p2" in rig.locker.assignments
     assert rig.locker.code_collisions == 1
-    # one credential, alice's: the code opens her parcel only
-    assert [c.assignment_ids for c in rig.locker.credentials.values()] == [{"p1"}]
+    [credential] = rig.locker.credentials.values()  # alice's, withdrawn; bob's never made
+    assert credential.assignment_ids == {"p1"} and credential.revoked_at == rig.now
+    assert rig.refuses(InvalidCode, lambda: rig.authenticate("77777700")).reason == "revoked"
 
 
 def test_parcels_with_no_customer_ref_never_share(rig: Rig) -> None:
     # the default customer is derived from nothing published (not the assignment id)
     rig.reserve("p1", "77777700")
     rig.reserve("p2", "77777700")
-    assert rig.locker.code_collisions == 1
-    assert [c.assignment_ids for c in rig.locker.credentials.values()] == [{"p1"}]
+    assert rig.locker.code_collisions == 1  # two customers, not one: a collision
     first = rig.locker.assignments["p1"].customer_ref
     assert first not in ("p1", "p2") and first != rig.locker.assignments["p2"].customer_ref
 
@@ -673,8 +674,8 @@ def test_return_needs_a_free_compartment_of_its_size(rig: Rig) -> None:
 def test_return_refusals(rig: Rig) -> None:
     rig.locker.announce_return("r1", size="S", return_code="R-1xxxxx", now=rig.now, ttl_s=TTL)
     rig.locker.announce_return("r9", size="S", return_code="R-1xxxxx", now=rig.now, ttl_s=TTL)
-    assert rig.locker.code_collisions == 1  # accepted silently, the code not registered
-    assert rig.authenticate("R-1xxxxx").assignment_ids == {"r1"}
+    assert rig.locker.code_collisions == 1  # accepted silently; neither code works now
+    assert rig.refuses(InvalidCode, lambda: rig.authenticate("R-1xxxxx")).reason == "revoked"
     rig.refuses(
         DuplicateAssignment,
         lambda: rig.locker.announce_return(
@@ -1065,8 +1066,8 @@ def test_courier_code_collision_and_expired_codes_no_longer_collide(rig: Rig) ->
         "dhl-12", code="C-1xxxxx", expires_at=rig.now + timedelta(minutes=5), now=rig.now
     )
     rig.locker.grant_courier("ups-3", code="C-1xxxxx", expires_at=None, now=rig.now)
-    assert rig.locker.code_collisions == 1  # accepted silently, the code not registered
-    assert rig.authenticate("C-1xxxxx").courier_id == "dhl-12"
+    assert rig.locker.code_collisions == 1  # accepted silently; neither courier gets in
+    assert rig.refuses(InvalidCode, lambda: rig.authenticate("C-1xxxxx")).reason == "revoked"
     rig.later(300)
     rig.locker.grant_courier("ups-3", code="C-1xxxxx", expires_at=None, now=rig.now)
     assert rig.authenticate("C-1xxxxx").courier_id == "ups-3"
@@ -1495,7 +1496,7 @@ def test_codes_never_appear_in_events_reprs_or_credentials(rig: Rig) -> None:
     changes.append(rig.take())
     events += rig.deposit("p1")
     events += rig.deposit("p2")
-    events += rig.reserve("p3", "65028400", customer_ref="carol")  # collides: not registered
+    events += rig.reserve("p3", "65028400", customer_ref="carol")  # collides: both withdrawn
     credential = rig.authenticate("73194600")
     events += rig.locker.begin_pickup(credential, now=rig.now)
     intents_repr = repr(rig.locker.intents)
@@ -1504,7 +1505,6 @@ def test_codes_never_appear_in_events_reprs_or_credentials(rig: Rig) -> None:
     except InvalidCode as error:
         messages.append(str(error))
     events += rig.open_close("01")
-    events += rig.locker.revoke_codes("p2", now=rig.now)
     try:
         rig.authenticate("65028400")
     except InvalidCode as error:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from locker_agent.contract.sealing import load_locker_key
 from locker_agent.contract.signing import public_key_base64
-from locker_agent.ctl.client import FleetClient
+from locker_agent.ctl.client import FleetClient, seal_and_sign
 
 OPERATOR_KEY = Ed25519PrivateKey.generate()
 OPERATOR_PUBLIC = public_key_base64(OPERATOR_KEY)
@@ -41,3 +42,12 @@ def as_operator(client: FleetClient) -> FleetClient:
     client.signing_key = OPERATOR_KEY
     client.locker_keys = locker_key
     return client
+
+
+def as_operator_document(
+    locker_id: str, name: str, document: dict[str, Any], *,
+    key: Ed25519PrivateKey | None = OPERATOR_KEY, seal: bool = True,
+) -> dict[str, Any]:
+    """An envelope as the test operator sends it: codes sealed, signed (unless told not)."""
+    return seal_and_sign(locker_id, name, document, sign_with=key,
+                         seal_for=locker_key(locker_id) if seal else None)
