@@ -19,9 +19,8 @@ import psutil
 from bench.broker import Broker
 from bench.daemon import DaemonProcess
 from bench.figures import Figure, Target
-from bench.lockers import write_locker_config
+from bench.lockers import operator_client, write_locker_config
 from bench.round_trip import no_delay
-from locker_agent.ctl.client import ConnectionOptions, FleetClient
 
 IDLE = Target("≤ 1 KB/min per locker", "median", 1024.0)
 TELEMETRY_S = 60
@@ -75,7 +74,7 @@ def fleet(agents: int, idle_s: float, slices: int, deliveries: int) -> list[Figu
             # rush: the cloud assigns parcels to every locker, round after round
             rush_before = broker.counters()
             replies = []
-            with FleetClient(ConnectionOptions(host=broker.host, port=broker.port)) as cloud:
+            with operator_client(broker.host, broker.port) as cloud:
                 no_delay(cloud)
                 rush_started = time.monotonic()
                 for round_ in range(deliveries):

@@ -1,9 +1,25 @@
-"""Config files for the lockers the benchmarks run, written like an installer would."""
+"""Config files for the lockers the benchmarks run, written like an installer would.
+
+Each locker trusts the bench operator's key, and the bench's cloud client signs every
+command and seals every code to the locker's identity key, as a production back end must:
+the figures include that cost.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from locker_agent.contract.sealing import load_locker_key
+from locker_agent.contract.signing import public_key_base64
+from locker_agent.ctl.client import ConnectionOptions, FleetClient
+
+OPERATOR_KEY = Ed25519PrivateKey.generate()
+STATE_DIRS: dict[str, Path] = {}
 
 GPIO_PAIRS = 12
 """Compartments a MockFactory board can carry: a relay pin and a reed pin each, GPIO 2-25."""
@@ -60,6 +76,9 @@ def write_locker_config(
     mqtt_values.update(mqtt or {})
     sections.append(_table("mqtt", mqtt_values))
     sections.append(_table("api", {"enabled": api, "port": 0}))
+    sections.append(f'[security]\noperator_public_keys = ["{public_key_base64(OPERATOR_KEY)}"]'
+                    '\nwall_clock = "trusted"')
+    STATE_DIRS[locker_id] = state_dir
     sections.append(_table("policies", {
         "lock_pulse_ms": 50, "unlock_gap_ms": 0, **(policies or {}),
     }))
@@ -72,3 +91,20 @@ def write_locker_config(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n\n".join(sections) + "\n")
     return path
+
+
+def locker_key(locker_id: str) -> X25519PublicKey | None:
+    """A bench locker's identity key, once it has started and written it."""
+    try:
+        document = json.loads((STATE_DIRS[locker_id] / "identity.pub").read_text())
+    except (KeyError, OSError, ValueError):
+        return None
+    return load_locker_key(document["public_key"])
+
+
+def operator_client(host: str, port: int) -> FleetClient:
+    """The bench's cloud: signing as the bench operator, sealing codes to the bench lockers."""
+    client = FleetClient(ConnectionOptions(host=host, port=port))
+    client.signing_key = OPERATOR_KEY
+    client.locker_keys = locker_key
+    return client

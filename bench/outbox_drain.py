@@ -20,9 +20,9 @@ from pathlib import Path
 from bench.broker import Broker
 from bench.daemon import DaemonProcess
 from bench.figures import Figure, Target
-from bench.lockers import write_locker_config
+from bench.lockers import operator_client, write_locker_config
 from locker_agent.config import load_config
-from locker_agent.ctl.client import ConnectionOptions, FleetClient, Received
+from locker_agent.ctl.client import Received
 from locker_agent.domain.model import DomainEvent
 from locker_agent.runtime.daemon import build_agent
 
@@ -88,7 +88,7 @@ def drain(count: int, timeout: float = 600.0, max_inflight: int = 20) -> tuple[f
         queue_events(config_path, count)
         database = load_config(config_path).database_path
         recorder = Recorder()
-        with broker, FleetClient(ConnectionOptions(host=broker.host, port=broker.port)) as cloud:
+        with broker, operator_client(broker.host, broker.port) as cloud:
             cloud.subscribe_all([f"lockers/{LOCKER}/events"], recorder.on_event)
             cloud.subscribe_all([f"lockers/{LOCKER}/status"], recorder.on_status)
             with DaemonProcess(config_path, Path(tmp, "agent")):

@@ -17,8 +17,8 @@ from pathlib import Path
 from bench.broker import Broker
 from bench.daemon import DaemonProcess
 from bench.figures import Figure, Target
-from bench.lockers import write_locker_config
-from locker_agent.ctl.client import ConnectionOptions, FleetClient
+from bench.lockers import operator_client, write_locker_config
+from locker_agent.ctl.client import FleetClient
 
 TARGET = Target("p99 ≤ 20 ms", "p99", 20.0)
 LOCKER = "bench-rtt"
@@ -55,7 +55,7 @@ def round_trips(samples: int) -> list[float]:
             broker=(broker.host, broker.port),
         )
         with DaemonProcess(config, Path(tmp, "agent")), \
-                FleetClient(ConnectionOptions(host=broker.host, port=broker.port)) as client:
+                operator_client(broker.host, broker.port) as client:
             no_delay(client)
             wait_online(client, LOCKER)
             timings = []

@@ -46,6 +46,8 @@ def load_identity(state_dir: Path, locker_id: str, *, create: bool = True) -> Id
     Raises :class:`~locker_agent.runtime.secret.SecretError` for a key file that cannot be
     used (unreadable, readable by others, too short).
     """
+    if create:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
     raw = load_secret(state_dir / IDENTITY_FILE, create=create)
     identity = Identity(locker_id, X25519PrivateKey.from_private_bytes(raw[:32]))
     _write_public(state_dir / PUBLIC_FILE, identity)
