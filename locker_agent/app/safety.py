@@ -14,23 +14,93 @@ through it. The rules it enforces (docs/hardware.md lists where every other rule
 * **De-energise on cancel**: however an unlock ends (done, failed, cancelled), its lock must
   be off afterwards; if the driver left it on, every output is switched off at once through
   ``stop()`` and the wrapper reports itself unhealthy so the watchdog restarts the daemon.
+* **The cap, whatever the event loop does**: each driver ends its own pulses on a timer the
+  loop cannot delay; as the last resort, a thread of this wrapper (:class:`PulseCapWatch`)
+  switches every output off (``force_off()``) the moment any lock has been energised for
+  longer than ``MAX_PULSE_S``, and the wrapper reports itself unhealthy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
-from locker_agent.app.ports.hardware import HardwareError, LockDriver, validate_pulse
+from locker_agent.app.ports.hardware import MAX_PULSE_S, HardwareError, LockDriver, validate_pulse
 
 logger = logging.getLogger(__name__)
 
 
 class UnlockWithdrawn(HardwareError):
     """A queued unlock was no longer wanted when its turn came; nothing was energised."""
+
+
+CAP_WATCH_INTERVAL_S = 0.05
+"""How often the last-resort thread looks at the outputs: the cap holds to within this."""
+CAP_GRACE_S = 0.1
+"""A pulse of exactly the cap ends on its driver's timer a little after it; no trip for that."""
+
+
+class PulseCapWatch:
+    """A thread that forces every output off once any lock is energised beyond the cap.
+
+    It shares nothing with the event loop but the driver's ``energised()`` and ``force_off()``,
+    both safe to call from any thread, so a loop stalled by a flood, a slow disk or a bug
+    cannot hold a lock on. ``on_trip`` is told (from this thread) what was switched off.
+    """
+
+    def __init__(
+        self,
+        driver: LockDriver,
+        *,
+        cap_s: float = MAX_PULSE_S,
+        interval_s: float = CAP_WATCH_INTERVAL_S,
+        on_trip: Callable[[str], None],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._driver = driver
+        self._cap_s = cap_s
+        self._interval_s = interval_s
+        self._on_trip = on_trip
+        self._monotonic = monotonic
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="pulse-cap", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+
+    def _run(self) -> None:
+        since: dict[str, float] = {}
+        while not self._stopping.wait(self._interval_s):
+            try:
+                energised = self._driver.energised()
+            except Exception:
+                logger.exception("the pulse cap watch could not read the outputs")
+                continue
+            now = self._monotonic()
+            since = {c: since.get(c, now) for c in energised}
+            limit = self._cap_s + CAP_GRACE_S
+            over = sorted(c for c, start in since.items() if now - start > limit)
+            if over:
+                self._driver.force_off()
+                since.clear()
+                self._on_trip(
+                    f"the lock of {', '.join(over)} stayed energised beyond "
+                    f"{self._cap_s:g} s; every output was forced off"
+                )
 
 
 class SafeLocks(LockDriver):
@@ -63,6 +133,8 @@ class SafeLocks(LockDriver):
         self._bound_to: asyncio.AbstractEventLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tripped: str | None = None
+        self._cap_watch = PulseCapWatch(driver, on_trip=self._cap_tripped)
+        """Real seconds, always: the cap is a physical limit of the lock coils."""
 
     # -- budget -----------------------------------------------------------------------------
 
@@ -141,6 +213,7 @@ class SafeLocks(LockDriver):
             )
         self._loop = self._bind()
         self._tripped = None
+        self._cap_watch.start()
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         """Fresh queue and locks on a new event loop (asyncio primitives belong to one)."""
@@ -154,6 +227,7 @@ class SafeLocks(LockDriver):
 
     async def stop(self) -> None:
         self._loop = None
+        self._cap_watch.stop()
         await self.driver.stop()
         left_on = self.driver.energised()
         if left_on:
@@ -163,6 +237,14 @@ class SafeLocks(LockDriver):
 
     def energised(self) -> frozenset[str]:
         return self.driver.energised()
+
+    def force_off(self) -> None:
+        self.driver.force_off()
+
+    def _cap_tripped(self, what: str) -> None:
+        """From the cap watch's thread: remember why, so health turns bad; say it loudly."""
+        self._tripped = what
+        logger.critical("%s", what)
 
     # -- unlocking --------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ class _Relay(Protocol):
     def closed(self) -> bool: ...
     def on(self) -> None: ...
     def off(self) -> None: ...
+    def blink(self, on_time: float, off_time: float, n: int | None, background: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -215,6 +216,9 @@ class GpioLocker(LockDriver, DoorSensors):
             try:
                 try:
                     relay.on()
+                    # gpiozero's background blink ends the pulse on its own thread, on time
+                    # even while the event loop is stalled
+                    relay.blink(on_time=pulse_s, off_time=0, n=1, background=True)
                 except Exception as exc:
                     raise HardwareError(
                         f"could not energise the lock of {compartment_id}: {exc}",
@@ -229,6 +233,14 @@ class GpioLocker(LockDriver, DoorSensors):
     def energised(self) -> frozenset[str]:
         relays = dict(self._relays)
         return frozenset(cid for cid, relay in relays.items() if not relay.closed and relay.value)
+
+    def force_off(self) -> None:
+        for compartment_id, relay in dict(self._relays).items():
+            try:
+                if not relay.closed:
+                    relay.off()
+            except Exception:
+                logger.exception("could not force the relay of %s off", compartment_id)
 
     # -- DoorSensors ------------------------------------------------------------------------
 

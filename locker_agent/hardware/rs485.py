@@ -249,6 +249,11 @@ class Rs485Locker(LockDriver, DoorSensors):
     def energised(self) -> frozenset[str]:
         return frozenset(self._energised.copy())
 
+    def force_off(self) -> None:
+        """Nothing to switch: the board times each pulse itself (its unlock time, ``0x37``), so
+        a stalled host cannot hold a lock energised. Only the host's record is cleared."""
+        self._energised.clear()
+
     # -- DoorSensors ------------------------------------------------------------------------
 
     def read(self) -> dict[str, DoorState]:

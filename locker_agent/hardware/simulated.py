@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -71,6 +72,8 @@ class SimulatedLocker(LockDriver, DoorSensors):
         # compartment -> token of the pulse holding it energised, so that a pulse cut short by
         # stop() cannot de-energise a later pulse on the same compartment.
         self._energised: dict[str, object] = {}
+        self._energy_lock = threading.Lock()
+        """Pulses end on timer threads as well as on the event loop."""
         self._released_until: dict[str, float] = {}
         self._jammed: set[str] = set()
         self._pulse_locks: dict[str, asyncio.Lock] = {}
@@ -121,21 +124,34 @@ class SimulatedLocker(LockDriver, DoorSensors):
             self.pulses.append((compartment_id, pulse_s))
             logger.debug("simulated pulse on %s for %.3f s", compartment_id, pulse_s)
             self._energised[compartment_id] = token
+            # like a relay driver's, the pulse ends on a thread the event loop cannot delay
+            timer = threading.Timer(pulse_s, self._end_pulse, (compartment_id, token))
+            timer.daemon = True
+            timer.start()
             try:
                 if self.auto_open_on_unlock:
                     self._spring_open(compartment_id)
                 await asyncio.sleep(pulse_s)
             finally:
-                if self._energised.get(compartment_id) is token:
-                    del self._energised[compartment_id]
-                    if compartment_id not in self._jammed:
-                        self._released_until[compartment_id] = (
-                            time.monotonic() + self.latch_window_s
-                        )
+                timer.cancel()
+                self._end_pulse(compartment_id, token)
+
+    def _end_pulse(self, compartment_id: str, token: object) -> None:
+        """End the pulse ``token`` if it is still on (from any thread): the latch lets go."""
+        with self._energy_lock:
+            if self._energised.get(compartment_id) is not token:
+                return
+            del self._energised[compartment_id]
+            if compartment_id not in self._jammed:
+                self._released_until[compartment_id] = time.monotonic() + self.latch_window_s
 
     def energised(self) -> frozenset[str]:
         # dict.copy() is atomic, so this is safe to call from another thread.
         return frozenset(self._energised.copy())
+
+    def force_off(self) -> None:
+        with self._energy_lock:
+            self._energised.clear()
 
     # -- DoorSensors ------------------------------------------------------------------------
 

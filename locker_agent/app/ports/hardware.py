@@ -60,7 +60,9 @@ class LockDriver(ABC):
     async def unlock(self, compartment_id: str, pulse_s: float) -> None:
         """Energise the compartment's lock for ``pulse_s`` seconds, then de-energise it.
 
-        Returns once the lock is de-energised. Raises ValueError unless
+        The pulse ends on a timer the event loop cannot delay (a thread, or the board's own
+        timer): a stalled loop never holds a lock energised past ``pulse_s``. Returns once the
+        lock is de-energised. Raises ValueError unless
         0 < pulse_s <= MAX_PULSE_S, and HardwareError for an unknown compartment, a driver that
         is not started, or hardware that failed. Concurrent pulses on one compartment run one
         after the other, never overlapping. If cancelled mid-pulse, the lock is de-energised
@@ -69,7 +71,14 @@ class LockDriver(ABC):
 
     @abstractmethod
     def energised(self) -> frozenset[str]:
-        """Compartments whose lock is energised right now."""
+        """Compartments whose lock is energised right now (callable from any thread)."""
+
+    @abstractmethod
+    def force_off(self) -> None:
+        """Switch every lock off at once, from any thread, even with the event loop stalled.
+
+        The last resort of the safety rules when a pulse outlives the cap; never raises.
+        """
 
     @abstractmethod
     async def stop(self) -> None:
