@@ -466,3 +466,12 @@ def test_values_are_json_when_they_parse_and_text_where_the_contract_wants_text(
     assert command_arguments("set_config", '{"remote_open_limit": 3}', ["remote_open_limit=4"]) \
         == {"remote_open_limit": 4}
     assert command_arguments("future_command", None, ["n=1", "s=a=b"]) == {"n": 1, "s": "a=b"}
+
+
+def test_send_never_puts_a_code_on_the_broker_in_clear(ctl: Ctl) -> None:
+    # no identity key for the locker: refused before anything is sent
+    result = ctl("send", "unknown-locker", "assign", "assignment_id=p-1", "size=S",
+                 "pickup_code=Zq84Hn27", as_operator=False)
+    assert result.returncode == 2
+    assert "would cross the broker in clear" in result.stderr and "--locker-key" in result.stderr
+    assert "Zq84Hn27" not in result.stderr and "Traceback" not in result.stderr

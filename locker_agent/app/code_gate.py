@@ -123,6 +123,10 @@ class CodeGate:
     def is_token(text: str) -> bool:
         return looks_like_token(text)
 
+    def clock_trusted(self) -> bool:
+        """Whether the wall clock may be believed yet (``security.wall_clock``)."""
+        return self._clock_trusted()
+
     def verify_token(self, text: str, now: datetime) -> PickupToken | CourierToken:
         """The token ``text`` stands for, or :class:`InvalidCode` with ``token_<reason>``.
 
@@ -130,7 +134,7 @@ class CodeGate:
         (see ``security.wall_clock``) no token is honoured, so an expired one cannot come back
         on a board that booted with its clock behind. Typed codes keep working.
         """
-        if not self._clock_trusted():
+        if not self.clock_trusted():
             raise InvalidCode(
                 "This QR code cannot be checked until the locker's clock is set; "
                 "please type your pickup code instead.",

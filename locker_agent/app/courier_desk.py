@@ -110,6 +110,13 @@ class CourierDesk:
             )
         except InvalidCode as exc:
             return service.refuse_code(Namespace.COURIER, entry.source, exc, now)
+        if credential.expires_at is not None and not service.gate.clock_trusted():
+            # its expiry is a wall-clock time, and that clock may be days behind: a code
+            # that expired while the locker was off must not open doors again
+            return CodeOutcome(
+                False, "Courier codes with an end date work once the locker's clock is set; "
+                "please try again in a few minutes.", reason="token_clock_not_set",
+            )
         service.gate.succeeded(Namespace.COURIER, entry.source, now)
         assert credential.courier_id is not None
         return self._open_session(credential.courier_id, entry.source, "code", now,

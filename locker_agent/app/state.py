@@ -9,6 +9,7 @@ never interleave and two codes can never race for one door.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,7 @@ class LockerState:
         self._monotonic = monotonic
         self._floor = wall_floor
         self._floor_at = monotonic()
+        self._floor_lock = threading.Lock()
         self._listeners: list[EventListener] = []
         self._accepting = False
 
@@ -114,13 +116,15 @@ class LockerState:
         the monotonic seconds since: a clock set back, or a board booting with its clock
         behind, cannot make the locker believe an earlier time (docs/clocks.md).
         """
-        wall = self._now()
-        if self._floor is not None:
-            floor = self._floor + timedelta(seconds=max(0.0, self._monotonic() - self._floor_at))
-            if wall < floor:
-                return floor
-        self._floor, self._floor_at = wall, self._monotonic()
-        return wall
+        with self._floor_lock:  # also asked from worker threads (health, retention)
+            wall = self._now()
+            if self._floor is not None:
+                elapsed = max(0.0, self._monotonic() - self._floor_at)
+                floor = self._floor + timedelta(seconds=elapsed)
+                if wall < floor:
+                    return floor
+            self._floor, self._floor_at = wall, self._monotonic()
+            return wall
 
     def monotonic(self) -> float:
         """Seconds for measuring intervals (sessions, timeouts): never jumps with the clock."""

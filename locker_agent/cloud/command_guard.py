@@ -41,16 +41,13 @@ class OperatorKeys:
         self, keys: Sequence[Ed25519PublicKey], *, allow_unsigned: bool = False
     ) -> None:
         self._keys = {key_id(k): k for k in keys}
-        self.allow_unsigned = allow_unsigned
+        self.allow_unsigned = allow_unsigned and not self._keys
+        """Only ever without keys: a locker that has one never takes an unsigned command,
+        whatever a leftover setting or an environment variable says."""
 
     @property
     def ids(self) -> list[str]:
         return sorted(self._keys)
-
-    def replace(self, keys: Sequence[Ed25519PublicKey], *, allow_unsigned: bool) -> None:
-        """Keys from a reloaded config: a removed key is refused from the next command on."""
-        self._keys = {key_id(k): k for k in keys}
-        self.allow_unsigned = allow_unsigned
 
     def check(self, locker_id: str, name: str, raw: Mapping[str, Any]) -> None:
         """Refuse ``raw`` unless it is signed by one of the keys (or needs no signature)."""

@@ -146,7 +146,12 @@ class CommandProcessor:
                 return earlier
             # before anything is written: a forged or unsigned command leaves no trace
             self.keys.check(self.locker_id, name, raw)
-            self._check_expiry(name, envelope)
+            try:
+                self._check_expiry(name, envelope)
+            except CommandRefused as refusal:
+                # authentic, so remembered: this id can never be applied later, by a replay
+                # of the same message once the clock is set or the expiry comes in range
+                return self._refuse_and_remember(envelope, name, refusal)
             return self._apply(name, envelope, raw)
         except CommandRefused as refusal:
             self.refused += 1
@@ -178,19 +183,24 @@ class CommandProcessor:
         self._limiter.limit = policies.remote_open_limit
         self._limiter.window_s = policies.remote_open_window_s
         for listener in self.on_policies_changed:
-            listener(policies)
+            try:
+                listener(policies)
+            except Exception:  # the change is committed: its reply stands
+                logger.exception("a policies listener failed")
 
     # -------------------------------------------------------------------- parsing
 
     @staticmethod
     def _parse(payload: bytes) -> dict[str, Any]:
+        """The JSON object in ``payload``; a key given twice is refused, so no reader of the
+        same bytes (a broker plugin, an audit tool) can see other arguments than the locker."""
         if len(payload) > c.MAX_PAYLOAD_BYTES:
             raise CommandRefused(
                 "payload_too_large",
                 f"the payload is {len(payload)} bytes; the limit is {c.MAX_PAYLOAD_BYTES}",
             )
         try:
-            raw = json.loads(payload)
+            raw = json.loads(payload, object_pairs_hook=_unique_keys)
             # a lone surrogate (e.g. "\\ud800") parses but can never be sent back as UTF-8
             json.dumps(raw, ensure_ascii=False).encode("utf-8")
         except (ValueError, RecursionError) as exc:  # incl. JSON and UTF-8 errors, huge ints
@@ -208,15 +218,17 @@ class CommandProcessor:
                 "expires_at",
             )
         now = self.service.now()
+        horizon = DOOR_HORIZON if name in c.DOOR_OPENING_COMMANDS else self._horizon
         if envelope.expires_at <= now:
             raise CommandRefused(
                 "expired", f"the command expired at {envelope.expires_at.isoformat()}",
                 "expires_at",
             )
-        if envelope.expires_at > now + self._horizon:
+        if envelope.expires_at > now + horizon:
             raise CommandRefused(
                 "invalid",
-                f"expires_at may be at most {self._horizon} ahead of the locker's clock",
+                f"expires_at may be at most {horizon} ahead of the locker's clock"
+                + (" for a command that opens a door" if horizon is DOOR_HORIZON else ""),
                 "expires_at",
             )
 
@@ -256,7 +268,10 @@ class CommandProcessor:
             "command applied", extra={"fields": {"command": name, "command_id": envelope.id}}
         )
         if self.service.locker.code_collisions > collisions:
-            self._code_collided()
+            try:
+                self._code_collided()
+            except Exception:  # the change is committed: its reply stands
+                logger.exception("could not raise the code collision alarm")
         return c.Reply(id=envelope.id, ok=True, command=name, result=result)
 
     def _code_collided(self) -> None:
@@ -291,9 +306,10 @@ class CommandProcessor:
             extra={"fields": {"command": name, "command_id": envelope.id,
                               "code": refusal.code, "field": refusal.field}},
         )
-        self.service.store.record_command(
-            InboxRecord(envelope.id, name, self.service.now(), reply.model_dump(mode="json"))
-        )
+        if name not in c.UNSIGNED_COMMANDS:  # anyone may send those: they write nothing
+            self.service.store.record_command(
+                InboxRecord(envelope.id, name, self.service.now(), reply.model_dump(mode="json"))
+            )
         return reply
 
     @staticmethod
@@ -561,12 +577,25 @@ class CommandProcessor:
         return result
 
 
+DOOR_HORIZON = timedelta(minutes=15)
+"""A door-opening command (open, remote_pickup) is meant for now: it may expire at most this
+far ahead, so a copy captured on the broker cannot open a door days later."""
+
 _ARG_FOR_DOMAIN_FIELD = {
     "hold_period": "hold_period_h",
     "seconds": "hours",
     "ttl": "valid_h",
 }
 """Domain argument names that differ from the command arguments they come from."""
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise ValueError(f"the key {key[:40]!r} is given twice")
+        document[key] = value
+    return document
+
 
 InboxRecordFactory = Callable[[Sequence[DomainEvent]], InboxRecord]
 Remember = Callable[[dict[str, Any]], InboxRecordFactory]

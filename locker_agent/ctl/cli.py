@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the locker's identity key (base64, or its file) to seal codes to "
              f"(or ${LOCKER_KEYS_ENV}/LOCKER_ID.pub; `locker-agent identity` prints it)",
     )
+    send.add_argument("--clear-codes", action="store_true",
+                      help="send codes in clear (a bench locker with require_sealed_codes off)")
     send.add_argument("--expires-in", type=positive, default=300.0, metavar="SECONDS",
                       help="the command expires this long from now (default 300)")
     send.set_defaults(handler=_send)
@@ -173,10 +175,13 @@ def _send(args: argparse.Namespace) -> int:
     command_args = command_arguments(name, args.json_args, args.pairs)
     key = signing_key(args.sign_key)
     seal_for = locker_key(args.locker_key, args.locker_id)
-    if seal_for is None and any(f in command_args for f in CODE_FIELDS.get(name, ())):
-        print(f"locker-ctl: warning: no identity key for {args.locker_id}: its code goes in "
-              "clear, which the locker refuses once it has an operator key (--locker-key)",
-              file=sys.stderr)
+    if seal_for is None and not args.clear_codes and any(
+        f in command_args for f in CODE_FIELDS.get(name, ())
+    ):
+        raise UsageError(
+            f"no identity key for {args.locker_id}: its code would cross the broker in clear. "
+            "Pass --locker-key (locker-agent identity prints it) or enrol it in "
+            f"${LOCKER_KEYS_ENV}; --clear-codes only for a locker that accepts clear codes")
     with connected(args) as client:
         document = client.envelope(
             args.locker_id, name, command_args, sign_with=key, seal_for=seal_for,

@@ -270,10 +270,16 @@ def build_cloud_link(agent: Agent) -> None:
         raise StartupError("; ".join(problems))
     keys = OperatorKeys(operator_keys_from(config),
                         allow_unsigned=config.security.allow_unsigned_commands)
-    if config.security.allow_unsigned_commands:
+    if keys.allow_unsigned:
         logger.warning(
             "security.allow_unsigned_commands is on: anyone who can publish on the broker "
             "can command this locker; never use this outside a closed test bench")
+    elif config.security.allow_unsigned_commands:
+        logger.warning("security.allow_unsigned_commands is ignored: this locker has operator "
+                       "keys, so every command but ping must be signed")
+    if keys.ids and not config.sealed_codes_required:
+        logger.warning("security.require_sealed_codes is off: codes may cross the broker in "
+                       "clear, readable by every subscriber")
     try:
         identity = load_identity(config.state_dir, config.locker_id)
     except SecretError as exc:

@@ -7,6 +7,7 @@ In-process, as ``tests/cloud/test_commands.py``: a real agent from the compositi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from locker_agent.app.ports.hardware import CodeEntry
 from locker_agent.config import load_config
 from locker_agent.contract import messages as c
 from locker_agent.contract.signing import canonical_command, public_key_base64, sign
@@ -66,7 +68,7 @@ def agent(write_config: ConfigWriter) -> Iterator[Agent]:
 def envelope(args: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"id": str(uuid.uuid4()),
             "expires_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat(),
-            "args": args, **extra}
+            "args": args} | extra
 
 
 def handle(agent: Agent, name: str, document: dict[str, Any]) -> c.Reply:
@@ -258,5 +260,111 @@ def test_until_the_clock_is_synchronised_tokens_and_commands_are_refused(
         synchronised[0] = True
         assert handle(agent, "assign", as_operator_document(LOCKER, "assign", envelope(
             VALID_ARGS["assign"]))).ok
+    finally:
+        agent.store.close()
+
+
+# ------------------------------------------------------- what a review of the change found
+
+
+def test_an_authentic_command_refused_for_its_timing_is_never_applied_later(
+    agent: Agent,
+) -> None:
+    too_far = as_operator_document(LOCKER, "open", envelope(
+        VALID_ARGS["open"], expires_at=(datetime.now(UTC) + timedelta(days=8)).isoformat()))
+    first = handle(agent, "open", too_far)
+    assert first.error is not None and first.error.code == "invalid"
+    # a door opening is meant for now: 15 minutes ahead at most
+    later = as_operator_document(LOCKER, "open", envelope(
+        VALID_ARGS["open"], expires_at=(datetime.now(UTC) + timedelta(minutes=20)).isoformat()))
+    reply = handle(agent, "open", later)
+    assert reply.error is not None and (reply.error.code, reply.error.field) == (
+        "invalid", "expires_at")
+    # the same message replayed (say, once its expiry came in range) gets the same refusal
+    assert handle(agent, "open", too_far) == first
+    assert agent.service.locker.intents == {}
+
+
+def test_a_command_refused_before_the_clock_was_set_stays_refused(
+    write_config: ConfigWriter,
+) -> None:
+    agent = build_agent(load_config(write_config(mqtt={"host": "127.0.0.1", "port": 1})))
+    try:
+        assert agent.processor is not None
+        synchronised = [False]
+        agent.processor._clock_trusted = lambda: synchronised[0]
+        document = as_operator_document(LOCKER, "open", envelope(VALID_ARGS["open"]))
+        first = handle(agent, "open", document)
+        assert first.error is not None and first.error.code == "clock_not_synchronised"
+        synchronised[0] = True
+        assert handle(agent, "open", document) == first  # a replay opens nothing
+        assert agent.service.locker.intents == {}
+    finally:
+        agent.store.close()
+
+
+def test_a_ping_with_junk_writes_nothing_and_claims_no_id(agent: Agent) -> None:
+    before = everything_kept(agent)
+    command_id = str(uuid.uuid4())
+    reply = handle(agent, "ping", envelope({"colour": 1}, id=command_id))
+    assert reply.error is not None and reply.error.code == "invalid"
+    assert everything_kept(agent) == before
+    # the operator's command with that id is still its own
+    document = as_operator_document(LOCKER, "set_service", envelope(
+        {"in_service": True}, id=command_id))
+    assert handle(agent, "set_service", document).ok
+
+
+def test_allowing_unsigned_commands_is_ignored_on_a_locker_with_a_key(
+    write_config: ConfigWriter,
+) -> None:
+    agent = build_agent(load_config(write_config(
+        mqtt={"host": "127.0.0.1", "port": 1},
+        security={"allow_unsigned_commands": True})))  # and the test operator's key
+    try:
+        reply = handle(agent, "open", envelope(VALID_ARGS["open"]))
+        assert reply.error is not None and reply.error.code == "bad_signature"
+        assert agent.service.locker.intents == {}
+    finally:
+        agent.store.close()
+
+
+def test_a_key_given_twice_in_a_command_is_refused(agent: Agent) -> None:
+    document = as_operator_document(LOCKER, "set_service", envelope({"in_service": True}))
+    payload = json.dumps(document)[:-1] + ', "args": {"in_service": false, "reason": "x"}}'
+    assert agent.processor is not None
+    reply = agent.processor.handle("set_service", payload.encode()).reply
+    assert reply.error is not None and reply.error.code == "invalid_json"
+    assert "given twice" in reply.error.message
+    assert agent.service.locker.in_service
+
+
+def test_a_courier_code_with_an_end_date_waits_for_the_clock(
+    write_config: ConfigWriter,
+) -> None:
+    agent = build_agent(load_config(write_config(mqtt={"host": "127.0.0.1", "port": 1})))
+    try:
+        assert handle(agent, "grant_courier", as_operator_document(LOCKER, "grant_courier",
+            envelope({"courier_id": "c-1", "code": "C1234567",
+                      "expires_at": (datetime.now(UTC) + timedelta(hours=2)).isoformat()}))).ok
+        assert handle(agent, "grant_courier", as_operator_document(LOCKER, "grant_courier",
+            envelope({"courier_id": "c-2", "code": "C7654321"}))).ok
+        synchronised = [False]
+        agent.service.gate._clock_trusted = lambda: synchronised[0]
+        desk = agent.courier_desk
+        assert desk is not None
+
+        async def sign_in(code: str) -> Any:
+            await agent.service.start()
+            try:
+                return await desk.sign_in(CodeEntry("kiosk", code))
+            finally:
+                await agent.service.stop()
+
+        outcome = asyncio.run(sign_in("C1234567"))
+        assert not outcome.ok and outcome.reason == "token_clock_not_set"
+        assert asyncio.run(sign_in("C7654321")).ok  # no end date: no clock needed
+        synchronised[0] = True
+        assert asyncio.run(sign_in("C1234567")).ok
     finally:
         agent.store.close()
