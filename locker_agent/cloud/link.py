@@ -39,12 +39,14 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from locker_agent import __version__
 from locker_agent.app.ports.storage import StoredEvent
 from locker_agent.app.service import LockerService
+from locker_agent.cloud.admission import CommandAdmission
 from locker_agent.cloud.commands import CommandProcessor
 from locker_agent.cloud.outbox_guard import OutboxGuard
 from locker_agent.config import MqttConfig
 from locker_agent.contract import messages as c
 from locker_agent.contract.topics import Topics
 from locker_agent.contract.transport import send_without_delay
+from locker_agent.domain.model import DomainEvent
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,11 @@ class MqttLink:
         self._monotonic = monotonic
         self._started_at = monotonic()
         self.stats = LinkStats()
+        self.admission: CommandAdmission[mqtt.MQTTMessage] = CommandAdmission(
+            config.max_commands_per_s, config.command_burst, config.command_queue_size,
+            monotonic=monotonic,
+        )
+        self._queue_served: asyncio.TimerHandle | None = None
         self._v5 = config.protocol == "5"
         self._client = self._make_client(client_id)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,6 +165,9 @@ class MqttLink:
                 self._wake_drain.set()
                 await asyncio.sleep(0.05)
         self._stopping = True
+        if self._queue_served is not None:
+            self._queue_served.cancel()
+            self._queue_served = None
         if self.connected:
             info = self._publish_model(self._topics.status, self._status(online=False), retain=True)
             with contextlib.suppress(Exception):
@@ -393,6 +403,46 @@ class MqttLink:
 
     def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         self.stats.commands_received += 1
+        admitted, flood = self.admission.offer(message)
+        if flood:
+            self._flood_began()
+        if admitted:
+            self._handle_command(message)
+        elif self.admission.waiting:
+            self._serve_queue_later()
+
+    def _serve_queue_later(self) -> None:
+        if self._queue_served is not None or self._loop is None:
+            return
+        self._queue_served = self._loop.call_later(
+            self.admission.next_turn_s(), self._serve_queue
+        )
+
+    def _serve_queue(self) -> None:
+        self._queue_served = None
+        for message in self.admission.take_ready():
+            try:
+                self._handle_command(message)
+            except Exception:
+                logger.exception("a queued command failed")
+        if self.admission.waiting:
+            self._serve_queue_later()
+
+    def _flood_began(self) -> None:
+        """More commands than the locker admits, even after queueing: alarm, once a flood."""
+        admission = self.admission
+        logger.warning("command flood: commands are being dropped", extra={"fields": {
+            "rate_per_s": admission.rate_per_s, "queue": admission.queue_size}})
+        event = DomainEvent("command_flood", self._service.now(), data={
+            "rate_per_s": admission.rate_per_s, "queue_size": admission.queue_size,
+            "dropped": admission.stats.dropped,
+        })
+        try:
+            self._service.apply(lambda: [event])
+        except Exception:
+            logger.exception("could not record a command flood")
+
+    def _handle_command(self, message: mqtt.MQTTMessage) -> None:
         name = self._topics.command_name(message.topic)
         if name is None:
             logger.warning("message on an unexpected topic ignored",
@@ -552,6 +602,7 @@ class MqttLink:
         locker = self._service.locker
         errors = dict(self.stats.errors)
         errors["commands_refused"] = self._processor.refused
+        errors["commands_dropped"] = self.admission.stats.dropped
         return c.TelemetryMessage(
             at=self._service.now(),
             uptime_s=round(self._monotonic() - self._started_at, 3),

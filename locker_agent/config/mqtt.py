@@ -42,6 +42,12 @@ class MqttConfig(Section):
     command_horizon_h: float = Field(default=168, gt=0, le=24 * 30)
     """A command's expires_at may lie at most this far ahead; command ids are remembered as
     long, so a command can never be applied twice while it is still valid."""
+    max_commands_per_s: float = Field(default=20, gt=0, le=1000)
+    """Commands handled per second, all topics together; more wait in a queue of
+    command_queue_size, and beyond that are dropped unanswered (a command_flood alarm says
+    so). A cloud sends a few a second; a flood cannot take the locker's time from its doors."""
+    command_burst: int = Field(default=50, ge=1, le=10_000)
+    command_queue_size: int = Field(default=200, ge=0, le=10_000)
     max_outbox_events: int = Field(default=200_000, ge=1000)
     """Unpublished events kept while offline. At 80 % an alarm is raised; beyond it the oldest
     are dropped and an ``outbox_overflow`` event says exactly which seqs were lost."""
