@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from locker_agent.config.fields import Section
+from locker_agent.domain.locker import MAX_WAITING_PARCELS
 from locker_agent.domain.lockout import COURIER_LOCKOUT, CUSTOMER_LOCKOUT
 
 
@@ -21,6 +22,9 @@ class Policies(Section):
     door_open_timeout_s: float = Field(default=10, gt=0)
     """How long after a pulse the door may take to open before it is called jammed."""
     door_left_open_alarm_s: float = Field(default=120, gt=0)
+    max_waiting_parcels: int = Field(default=MAX_WAITING_PARCELS, ge=0, le=100_000)
+    """Parcels announced without a compartment held for them (assign with hold_compartment
+    false) kept at once; one more is refused as locker_full. Each costs memory."""
     min_code_length: int = Field(default=8, ge=4, le=32)
     """Shortest pickup, return or courier code accepted from the cloud. Together with the
     lockout rate below it sets how long guessing takes (docs/security.md): lower it only

@@ -56,6 +56,8 @@ CodeArchive = Callable[[str], str | None]
 
 S = AssignmentStatus
 
+MAX_WAITING_PARCELS = 500
+"""Default for parcels announced with hold_compartment false and not yet brought."""
 MIN_CODE_LENGTH = 8
 """Shortest pickup, return or courier code accepted by default: with the lockout's locker-wide
 rate, 8 digits keep the expected time to guess any code of a full locker above a year
@@ -118,6 +120,8 @@ class Locker:
         self._archive = archive
         self._code_archive = code_archive
         self.min_code_length = min_code_length
+        self.max_waiting_parcels = MAX_WAITING_PARCELS
+        """Parcels known without a compartment held for them, at most: each costs memory."""
         self.code_collisions = 0
         """New codes that matched another live code, since start (memory only). The command
         is accepted without a word (refusing it would tell the sender that someone's code is
@@ -226,6 +230,8 @@ class Locker:
             )
         elif size is None:
             raise DomainError("say which size the parcel needs", field="size")
+        else:
+            self._require_room_on_the_waiting_list()
         digest = self._hasher.digest(CredentialKind.PICKUP, pickup_code)
         credential, collided = self._credential_for_new_parcel(digest, customer, now)
 
@@ -1102,6 +1108,18 @@ class Locker:
             what = f"{'accessible ' if accessible else ''}compartment of size {size} or larger"
             raise LockerFull(f"no free {what}", field="size")
         return chosen
+
+    def _require_room_on_the_waiting_list(self) -> None:
+        waiting = sum(
+            1 for a in self.assignments.values()
+            if a.compartment_id is None and a.kind is AssignmentKind.DELIVERY and not a.terminal
+        )
+        if waiting >= self.max_waiting_parcels:
+            raise LockerFull(
+                f"{waiting} parcels are already known here without a compartment (the most "
+                "this locker keeps); hold a compartment for this one, or cancel some",
+                field="hold_compartment",
+            )
 
     def _credential_for_new_parcel(
         self, digest: str, customer: str, now: datetime

@@ -173,6 +173,7 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
                 config.locker_id, compartments_from(config), hasher, sizes=config.sizes
             )
             locker.min_code_length = config.policies.min_code_length
+            locker.max_waiting_parcels = config.policies.max_waiting_parcels
             return locker
 
         locker = load()

@@ -1644,3 +1644,15 @@ def test_a_later_parcel_under_a_code_being_used_can_be_collected(rig: Rig) -> No
     error = rig.refuses(InvalidCode, lambda: rig.authenticate("42424200"))
     assert isinstance(error, InvalidCode)
 
+
+
+def test_parcels_without_a_compartment_are_capped(rig: Rig) -> None:
+    # each costs memory, and anyone signing assigns could otherwise add them without end
+    rig.locker.max_waiting_parcels = 3
+    for n in range(3):
+        rig.reserve(f"w{n}", f"2468{n}000", hold_compartment=False)
+    error = rig.refuses(LockerFull, lambda: rig.reserve("w3", "24683000", hold_compartment=False))
+    assert error.field == "hold_compartment"
+    rig.reserve("p1", "13579000")  # one with a compartment held is not on that list
+    rig.locker.cancel("w0", reason="x", now=rig.now)
+    rig.reserve("w3", "24683000", hold_compartment=False)  # room again
