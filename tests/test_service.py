@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from locker_agent.app.health import LoopLag
 from locker_agent.app.ports.hardware import CodeEntry
 from locker_agent.config import load_config
 from locker_agent.domain.model import AssignmentStatus, CompartmentState, DoorState
@@ -333,3 +335,17 @@ def test_a_silent_lock_board_takes_its_compartments_out_until_it_answers(
         return service.locker.assignments["p-9"].compartment_id not in ("A01", "A02", "A03")
 
     run(scenario())
+
+
+def test_the_event_loop_lag_is_measured() -> None:
+    async def stall() -> LoopLag:
+        lag = LoopLag(interval_s=0.05)
+        watch = asyncio.create_task(lag.run())
+        await asyncio.sleep(0.12)
+        time.sleep(0.3)  # the loop is blocked: the next timer runs late
+        await asyncio.sleep(0.12)
+        watch.cancel()
+        return lag
+
+    lag = asyncio.run(stall())
+    assert 0.2 <= lag.max_s < 1.0, lag.max_s

@@ -30,6 +30,8 @@ class ApiContext:
     mqtt_connected: Callable[[], bool] | None = None
     """None when the locker has no cloud link configured."""
     courier_desk: CourierDesk | None = None
+    loop_lag: Callable[[], float] | None = None
+    """The event loop's recent worst lag, in seconds."""
     screen_timeout_s: float = 60.0
     max_body_bytes: int = 4096
     languages: tuple[str, ...] = field(default=("en", "ru", "zh-Hant", "it"))

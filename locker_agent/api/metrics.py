@@ -109,6 +109,12 @@ class _LiveState(Collector):
         accepting = GaugeMetricFamily("locker_accepting_codes", "1 while codes are taken.")
         accepting.add_metric([], 1 if service.accepting else 0)
         yield accepting
+        if self._context.loop_lag is not None:
+            lag = GaugeMetricFamily(
+                "locker_event_loop_lag_seconds",
+                "The worst lag of the event loop over the last minute: how late it ran a timer.")
+            lag.add_metric([], self._context.loop_lag())
+            yield lag
         if self._context.mqtt_connected is not None:
             mqtt = GaugeMetricFamily("locker_mqtt_connected", "1 while connected to the broker.")
             mqtt.add_metric([], 1 if self._context.mqtt_connected() else 0)

@@ -89,3 +89,32 @@ def hardware_alive(agent: _HasDrivers) -> HealthCheck:
         return True, "hardware alive"
 
     return hardware_alive
+
+
+class LoopLag:
+    """Measures how late the event loop runs a timer: its lag, now and at worst lately.
+
+    Every ``interval_s`` it sleeps and compares when it woke with when it asked to. A loop
+    kept busy (a flood, a slow disk in the loop, a bug) shows here before anything fails;
+    ``/metrics`` and telemetry report it, and the watchdog's ``loop_responsive`` acts on it.
+    """
+
+    def __init__(self, interval_s: float = 0.5, *, window: int = 120) -> None:
+        self.interval_s = interval_s
+        self._recent: list[float] = []
+        self._window = window
+        self.current_s = 0.0
+
+    @property
+    def max_s(self) -> float:
+        """The worst lag over the last ``window`` samples (a minute at the default)."""
+        return max(self._recent, default=0.0)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + self.interval_s
+            await asyncio.sleep(self.interval_s)
+            self.current_s = max(0.0, loop.time() - asked)
+            self._recent.append(self.current_s)
+            del self._recent[: -self._window]

@@ -114,6 +114,8 @@ class MqttLink:
         self._monotonic = monotonic
         self._started_at = monotonic()
         self.stats = LinkStats()
+        self.loop_lag: Callable[[], float] = lambda: 0.0
+        """The event loop's recent worst lag, in seconds (set by the composition root)."""
         self.admission: CommandAdmission[mqtt.MQTTMessage] = CommandAdmission(
             config.max_commands_per_s, config.command_burst, config.command_queue_size,
             monotonic=monotonic,
@@ -610,6 +612,7 @@ class MqttLink:
             free_by_size=locker.free_by_size(),
             errors=errors,
             mqtt_reconnects=max(0, self.stats.connects - 1),
+            loop_lag_ms=round(self.loop_lag() * 1000, 1),
         )
 
     def _publish_model(

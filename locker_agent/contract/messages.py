@@ -317,6 +317,8 @@ class TelemetryMessage(_Strict):
     free_by_size: dict[str, int]
     errors: dict[str, int]
     mqtt_reconnects: int
+    loop_lag_ms: float = Field(
+        default=0.0, description="the worst event-loop lag over the last minute, in ms")
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from locker_agent import __version__
 from locker_agent.app.courier_desk import CourierDesk
-from locker_agent.app.health import hardware_alive, loop_responsive
+from locker_agent.app.health import LoopLag, hardware_alive, loop_responsive
 from locker_agent.app.ports.hardware import (
     CodeEntry,
     CodeInput,
@@ -76,12 +76,16 @@ class Agent:
     courier_desk: CourierDesk | None = None
     clock_trusted: Callable[[], bool] = trusted
     """Whether the wall clock may be believed yet (security.wall_clock)."""
+    loop_lag: LoopLag = field(default_factory=LoopLag)
     _housekeeping: asyncio.Task[None] | None = None
+    _lag_watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.locks.start()
         await self.doors.start()
         await self.service.start()
+        self._lag_watch = asyncio.get_running_loop().create_task(
+            self.loop_lag.run(), name="loop-lag")
         if self.api is not None:
             from locker_agent.api.server import ApiServerError  # loaded with the API
 
@@ -108,10 +112,11 @@ class Agent:
             await self.api.stop()
         for code_input in self.inputs:
             await code_input.stop()
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        for task in (self._housekeeping, self._lag_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.service.stop()
         if self.link is not None:
             await self.link.stop()
@@ -256,6 +261,7 @@ def build_api(agent: Agent) -> None:
         ],
         mqtt_connected=(lambda: link.connected) if link is not None else None,
         courier_desk=agent.courier_desk,
+        loop_lag=lambda: agent.loop_lag.max_s,
         screen_timeout_s=config.api.screen_timeout_s,
         max_body_bytes=config.api.max_body_bytes,
     )
@@ -326,6 +332,7 @@ def build_cloud_link(agent: Agent) -> None:
         telemetry_interval_s=lambda: processor.policies.telemetry_interval_s,
         outbox_guard=OutboxGuard(service, mqtt_config.max_outbox_events),
     )
+    agent.link.loop_lag = lambda: agent.loop_lag.max_s
 
 
 async def run_agent(

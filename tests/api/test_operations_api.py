@@ -68,6 +68,7 @@ def test_metrics_count_committed_unlocks_refusals_and_lockouts(
     assert metric(text, "locker_outbox_depth") > 0
     assert metric(text, "locker_compartments", 'state="free"') == 5
     assert "locker_mqtt_connected" not in text  # no cloud link configured
+    assert 0 <= metric(text, "locker_event_loop_lag_seconds") < 1.0
     assert "_created" not in text
 
     def refusal_and_lockout() -> None:
