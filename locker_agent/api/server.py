@@ -17,6 +17,7 @@ from collections.abc import Generator
 import uvicorn
 from fastapi import FastAPI
 
+from locker_agent.api.connections import ConnectionGuard, guarded
 from locker_agent.api.live import LiveFeed
 
 logger = logging.getLogger(__name__)
@@ -35,10 +36,16 @@ class _Server(uvicorn.Server):
 
 
 class ApiServer:
-    def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
+    def __init__(
+        self, app: FastAPI, *, host: str, port: int, max_connections: int = 256,
+        header_timeout_s: float = 10.0,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.connections = ConnectionGuard(
+            max_connections=max_connections, header_timeout_s=header_timeout_s
+        )
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None
@@ -68,14 +75,17 @@ class ApiServer:
                 f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; "
                 "set api.port (or api.enabled = false) in the config"
             ) from exc
-        sock.listen(64)
+        sock.listen(128)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         self._socket = sock
         config = uvicorn.Config(
             self.app, log_config=None, access_log=False, lifespan="off",
             timeout_graceful_shutdown=int(GRACEFUL_STOP_S), server_header=False,
+            timeout_keep_alive=5,
         )
+        config.load()
+        config.http_protocol_class = guarded(config.http_protocol_class, self.connections)
         self._server = _Server(config)
         self._task = asyncio.get_running_loop().create_task(
             self._server.serve(sockets=[sock]), name="api"

@@ -20,3 +20,8 @@ class ApiConfig(Section):
     """Largest request body accepted; anything bigger gets 413."""
     screen_timeout_s: float = Field(default=60.0, ge=5, le=3600)
     """Idle seconds before the kiosk page goes back to its start screen."""
+    max_connections: int = Field(default=256, ge=8, le=10_000)
+    """Connections open at once; past it the oldest one still waiting for its request is
+    closed, so idle clients cannot keep the kiosk out (keep it well under LimitNOFILE)."""
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """A connection that has not sent a whole request's headers by then is closed."""

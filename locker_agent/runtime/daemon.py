@@ -265,7 +265,10 @@ def build_api(agent: Agent) -> None:
         screen_timeout_s=config.api.screen_timeout_s,
         max_body_bytes=config.api.max_body_bytes,
     )
-    agent.api = ApiServer(create_app(context), host=config.api.host, port=config.api.port)
+    agent.api = ApiServer(
+        create_app(context), host=config.api.host, port=config.api.port,
+        max_connections=config.api.max_connections, header_timeout_s=config.api.header_timeout_s,
+    )
 
 
 def build_cloud_link(agent: Agent) -> None:

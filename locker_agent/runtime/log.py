@@ -69,3 +69,35 @@ def configure_logging(level: str = "INFO", fmt: str = "keyvalue") -> None:
     root.setLevel(level)
     for noisy in ("sqlalchemy", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # asyncio repeats some errors in a tight loop ("socket.accept() out of system resource"):
+    # a flood of them must not fill the journal and push out what matters
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, RepeatFilter) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(RepeatFilter())
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the same message through at most once per ``interval_s``; says how many it held.
+
+    "The same" is the message template (``record.msg``), so lines that differ only in their
+    arguments count as one.
+    """
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = str(record.msg)[:200]
+        last, held = self._last.get(key, (float("-inf"), 0))
+        if record.created - last < self.interval_s:
+            self._last[key] = (last, held + 1)
+            return False
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in {self.interval_s:g} s)"
+        self._last[key] = (record.created, 0)
+        if len(self._last) > 1000:  # bounded: forget the oldest templates
+            for old in sorted(self._last, key=lambda k: self._last[k][0])[:500]:
+                del self._last[old]
+        return True
