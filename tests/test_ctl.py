@@ -475,3 +475,16 @@ def test_send_never_puts_a_code_on_the_broker_in_clear(ctl: Ctl) -> None:
     assert result.returncode == 2
     assert "would cross the broker in clear" in result.stderr and "--locker-key" in result.stderr
     assert "Zq84Hn27" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_fleet_table_shows_no_escape_sequence_a_locker_published() -> None:
+    import io
+
+    from locker_agent.ctl.cli import LockerView, print_fleet_table
+
+    view = LockerView("evil\x1b]0;pwned\x07\x1b[2J", status={
+        "online": True, "since": "2026-12-07T10:00:00+00:00", "free_by_size": {"S\x1b[31m": 1}})
+    out = io.StringIO()
+    print_fleet_table([view], out)
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "evil?]0;pwned??[2J" in out.getvalue()

@@ -12,6 +12,7 @@ import os
 import queue
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -386,10 +387,18 @@ def print_fleet_table(lockers: Sequence[LockerView], out: TextIO) -> None:
             view.locker_id, presence, _short_time(summary["since"]), free,
             str(summary["occupied"]), str(summary["out_of_service"]),
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
+    shown = [[printable(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(header))]
+    for row in shown:
         out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
                   .rstrip() + "\n")
+
+
+def printable(text: str, limit: int = 80) -> str:
+    """What a locker published, safe for a terminal: control and format characters (escape
+    sequences that could rewrite the screen) shown as '?', and at most ``limit`` characters."""
+    safe = "".join("?" if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    return safe if len(safe) <= limit else safe[: limit - 1] + "…"
 
 
 def _short_time(value: object) -> str:

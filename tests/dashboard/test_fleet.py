@@ -147,3 +147,30 @@ def test_malformed_fields_from_a_locker_do_not_break_its_tile_or_the_feed() -> N
     cell = fleet.locker("bad-2")["compartments"][0]  # type: ignore[index]
     assert cell["state"] == "7" and cell["assignment_ids"] == []
     assert fleet.snapshot()["lockers"] and fleet.drain() is not None
+
+
+def test_a_flood_of_huge_and_odd_messages_keeps_the_dashboard_bounded() -> None:
+    # issue 15: 100 events of 1 MB raised the dashboard from 62 to 197 MB
+    fleet = Fleet()
+    huge = json.dumps({"id": "e", "type": "x", "data": {"blob": "A" * 1_000_000}}).encode()
+    for n in range(100):
+        feed(fleet, "L1/events", huge.replace(b'"e"', f'"e{n}"'.encode()))
+    assert fleet.ignored == 100 and fleet.snapshot()["events"] == []
+    # long texts that fit the size cap are cut; nesting is bounded
+    feed(fleet, "L1/events", {"id": "e-long", "type": "door_forced", "at": "2026-12-07",
+                              "data": {"note": "B" * 10_000, "deep": [[[[[["x"]]]]]]}})
+    [event] = fleet.snapshot()["events"]
+    assert len(event["data"]["note"]) == 200
+    assert len(json.dumps(event)) < 2_000
+    # a compartment message without the fields the page reads still gives it strings
+    feed(fleet, "L1/compartments/C01", {"size": 3})
+    batch = fleet.drain()
+    assert batch is not None
+    [compartment] = batch["compartments"]
+    assert (compartment["state"], compartment["door"], compartment["size"]) == (
+        "unknown", "unknown", "3")
+    # events no page drains do not pile up without end
+    for n in range(3_000):
+        feed(fleet, "L1/events", {"id": f"x{n}", "type": "ping"})
+    drained = fleet.drain()
+    assert drained is not None and len(drained["events"]) <= 2_000

@@ -27,6 +27,12 @@ RECENT_EVENTS = 2000
 SEEN_EVENT_IDS = 50_000
 """Event ids remembered to drop re-sent copies (events are at least once)."""
 
+MAX_PAYLOAD_BYTES = 16 * 1024
+"""A locker's status, compartment, event or telemetry message is well under 2 KiB; anything
+bigger is ignored unread, so a flood of huge messages cannot grow the dashboard."""
+MAX_TEXT = 200
+"""Longest text kept from any field of a message; longer is cut."""
+
 SUBSCRIPTIONS = ("+/status", "+/compartments/+", "+/events", "+/telemetry")
 """Under the topic prefix: what the dashboard subscribes to."""
 
@@ -111,6 +117,9 @@ class Fleet:
         if not payload:  # a cleared retained message
             self._forget(parts)
             return
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            self.ignored += 1
+            return
         try:
             document = json.loads(payload)
         except (ValueError, UnicodeDecodeError):
@@ -124,6 +133,7 @@ class Fleet:
         if not known:
             self.ignored += 1
             return
+        document = _bounded(document)
         received = (now or datetime.now(UTC)).isoformat()
         with self._lock:
             record = self._record(parts[0])
@@ -237,7 +247,9 @@ class Fleet:
         # what the page reads must have the types the contract gives it, whatever came
         for key in ("state", "door", "size", "label"):
             if key in document and not isinstance(document[key], str):
-                document[key] = str(document[key])
+                document[key] = str(document[key])[:MAX_TEXT]
+        document.setdefault("state", "unknown")
+        document.setdefault("door", "unknown")
         ids = document.get("assignment_ids")
         if ids is not None:
             document["assignment_ids"] = (
@@ -266,6 +278,8 @@ class Fleet:
         record.last_event_at = str(document.get("at", ""))
         self._events.append(document)
         self._new_events.append(document)
+        if len(self._new_events) > RECENT_EVENTS:  # no page drained them: keep the newest
+            del self._new_events[: len(self._new_events) - RECENT_EVENTS]
 
     def _on_telemetry(self, record: LockerRecord, document: dict[str, Any]) -> None:
         depth = document.get("outbox_depth")
@@ -288,3 +302,16 @@ def _counts(value: object) -> dict[str, int]:
         str(size): count for size, count in value.items()
         if isinstance(count, int) and not isinstance(count, bool) and count >= 0
     }
+
+
+def _bounded(value: Any, depth: int = 0) -> Any:
+    """A message with every text cut to MAX_TEXT and nesting, lists and keys bounded."""
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    if depth >= 4:
+        return str(value)[:MAX_TEXT] if isinstance(value, dict | list) else value
+    if isinstance(value, dict):
+        return {str(k)[:64]: _bounded(v, depth + 1) for k, v in list(value.items())[:64]}
+    if isinstance(value, list):
+        return [_bounded(v, depth + 1) for v in value[:64]]
+    return value
