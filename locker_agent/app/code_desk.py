@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from locker_agent.app.code_gate import Namespace
-from locker_agent.app.outcomes import NOT_READY, CodeOutcome
+from locker_agent.app.outcomes import NOT_READY, STORAGE_FULL, CodeOutcome
 from locker_agent.app.ports.hardware import CodeEntry
-from locker_agent.app.ports.storage import StoredEvent
+from locker_agent.app.ports.storage import StorageFull, StoredEvent
 from locker_agent.app.state import LockerState
 from locker_agent.contract.tokens import CourierToken
 from locker_agent.domain.errors import DomainError, InvalidCode, LockedOut
@@ -33,7 +33,20 @@ class CodeDesk:
         self._token_refusals: dict[str, float] = {}
 
     async def submit(self, entry: CodeEntry) -> CodeOutcome:
-        """A customer typed or scanned a code: open what it opens, or say why not."""
+        """A customer typed or scanned a code: open what it opens, or say why not.
+
+        Never while the disk is full: a wrong code's lockout could not be kept, so a restart
+        would hand the tries back.
+        """
+        if self._state.storage_full is not None:
+            return STORAGE_FULL
+        try:
+            return self._submit(entry)
+        except StorageFull as exc:
+            self._state.storage_failed(exc)
+            return STORAGE_FULL
+
+    def _submit(self, entry: CodeEntry) -> CodeOutcome:
         state = self._state
         if not state.accepting:
             return NOT_READY
@@ -60,7 +73,10 @@ class CodeDesk:
             return self.refuse(Namespace.CUSTOMER, entry.source, exc, now)
         except DomainError as exc:
             return CodeOutcome(False, exc.message, reason=exc.code)
-        gate.succeeded(Namespace.CUSTOMER, entry.source, now)
+        try:
+            gate.succeeded(Namespace.CUSTOMER, entry.source, now)
+        except StorageFull as exc:  # the door is opening all the same
+            state.storage_failed(exc)
         return self.opened(stored, "please close the door when you are done.")
 
     def _submit_token(self, entry: CodeEntry, now: datetime) -> CodeOutcome:
@@ -96,12 +112,18 @@ class CodeDesk:
     def refuse(
         self, namespace: Namespace, source: str, error: InvalidCode, now: datetime
     ) -> CodeOutcome:
-        """Count a wrong code toward the lockout, record it (never the code), say what to do."""
+        """Count a wrong code toward the lockout, record it (never the code), say what to do.
+
+        The count is written first: if the disk cannot keep it, StorageFull goes up and the
+        code is refused as such, not counted in memory only.
+        """
         state = self._state
+        failure = None
+        if error.reason != "in_use":
+            failure = state.gate.failed(namespace, source, state.code_clock(), now)
         self._record_refusal(namespace, source, error.reason)
-        if error.reason == "in_use":
+        if failure is None:
             return CodeOutcome(False, error.message, reason=error.reason)
-        failure = state.gate.failed(namespace, source, state.code_clock(), now)
         if failure.refusal is None:
             return CodeOutcome(False, error.message, reason=error.reason)
         scope = "locker" if failure.locker_locked else "input"

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from locker_agent.app.ports.storage import CodeGuard
+from locker_agent.app.ports.storage import CodeGuard, StorageFull
 from locker_agent.contract.tokens import (
     CourierToken,
     PickupToken,
@@ -111,8 +111,12 @@ class CodeGate:
         return self._lockouts[namespace].consecutive_failures(source)
 
     def _save(self, namespace: Namespace, at: datetime) -> None:
+        """Write the counters; StorageFull goes up, so the caller refuses the code instead of
+        counting a try the disk will not remember (a restart would hand it back)."""
         try:
             self._store.save_lockout(namespace, self._lockouts[namespace].snapshot(), at)
+        except StorageFull:
+            raise
         except Exception:
             # the counters still hold in memory; losing a write only matters across a restart
             logger.exception("could not save the wrong-code counters")

@@ -17,9 +17,15 @@ from datetime import datetime
 from typing import Literal
 
 from locker_agent.app.code_gate import Namespace
-from locker_agent.app.outcomes import NOT_READY, CodeOutcome, CourierView, WaitingParcel
+from locker_agent.app.outcomes import (
+    NOT_READY,
+    STORAGE_FULL,
+    CodeOutcome,
+    CourierView,
+    WaitingParcel,
+)
 from locker_agent.app.ports.hardware import CodeEntry
-from locker_agent.app.ports.storage import StoredEvent
+from locker_agent.app.ports.storage import StorageFull, StoredEvent
 from locker_agent.app.service import LockerService
 from locker_agent.contract.tokens import PickupToken
 from locker_agent.domain.errors import DomainError, InvalidCode, LockedOut, SessionExpired
@@ -79,6 +85,15 @@ class CourierDesk:
 
     async def sign_in(self, entry: CodeEntry) -> CodeOutcome:
         """Check a courier code or courier token; on success the outcome carries the session."""
+        if self._service.storage_full is not None:
+            return STORAGE_FULL
+        try:
+            return self._sign_in(entry)
+        except StorageFull as exc:
+            self._service.storage_failed(exc)
+            return STORAGE_FULL
+
+    def _sign_in(self, entry: CodeEntry) -> CodeOutcome:
         service = self._service
         if not service.accepting:
             return NOT_READY
@@ -218,6 +233,8 @@ class CourierDesk:
             stored = self._service.apply(transition)
         except DomainError as exc:
             return CodeOutcome(False, exc.message, reason=exc.code, courier=self._view(session))
+        except StorageFull:
+            return STORAGE_FULL
         outcome = self._service.opened(stored, then)
         session.opened.update(outcome.compartments)
         return replace(outcome, courier=self._view(session))

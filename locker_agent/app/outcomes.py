@@ -47,3 +47,10 @@ NOT_READY = CodeOutcome(
     False, "The locker is not ready; please try again in a minute.", reason="not_accepting"
 )
 """Said to every code entered before the service has started or while it stops."""
+
+STORAGE_FULL = CodeOutcome(
+    False, "The locker cannot take codes right now; please try again later.",
+    reason="storage_full",
+)
+"""Said to every code while the locker's disk is full: a wrong code's lockout could not be
+kept, so no code is checked at all (docs/operations.md)."""

@@ -19,7 +19,7 @@ from locker_agent.app.code_desk import CodeDesk
 from locker_agent.app.code_gate import CodeGate, Namespace
 from locker_agent.app.outcomes import CodeOutcome
 from locker_agent.app.ports.hardware import CodeEntry, DoorSensors, LockDriver
-from locker_agent.app.ports.storage import LockerStore, StoredEvent
+from locker_agent.app.ports.storage import LockerStore, StorageFull, StoredEvent
 from locker_agent.app.state import LockerState, utc_now
 from locker_agent.app.unlocks import DEFAULT_UNLOCK_POLICY, UnlockPolicy, UnlockRunner
 from locker_agent.domain.errors import InvalidCode
@@ -62,6 +62,7 @@ class LockerService(LockerState):
 
     async def start(self) -> None:
         """Reconcile with the door sensors, then begin accepting codes and ticking."""
+        self.store.restore_reserve()
         self.unlocks.start()
         self._accepting = True
         self._spawn(self._tick_forever())
@@ -75,7 +76,10 @@ class LockerService(LockerState):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.unlocks.stop()
-        self.store.save_clock(self.locker)
+        try:
+            self.store.save_clock(self.locker)
+        except StorageFull:
+            logger.error("could not save the service clock: the disk is full")
 
     @property
     def unlock_policy(self) -> UnlockPolicy:
@@ -146,11 +150,15 @@ class LockerService(LockerState):
             await asyncio.sleep(TICK_INTERVAL_S)
             current = self._monotonic()
             try:
+                if self.storage_full is not None:
+                    self.storage_recovered()
                 self.unlocks.check_doors_left_open()
                 self.tick(current - last)
                 if current - last_saved >= CLOCK_SAVE_INTERVAL_S:
                     self.store.save_clock(self.locker)
                     last_saved = current
+            except StorageFull as exc:
+                self.storage_failed(exc)
             except Exception:
                 logger.exception("tick failed")
             last = current

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 from locker_agent.app.code_gate import CodeGate
-from locker_agent.app.ports.storage import InboxRecord, LockerStore, StoredEvent
+from locker_agent.app.ports.storage import InboxRecord, LockerStore, StorageFull, StoredEvent
 from locker_agent.domain.errors import DomainError
 from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import DomainEvent
@@ -58,6 +58,12 @@ class LockerState:
         self._floor_lock = threading.Lock()
         self._listeners: list[EventListener] = []
         self._accepting = False
+        self._unrecorded: DomainEvent | None = None
+        """A storage_full the disk had no room for even with the reserve back: kept until it
+        can be written, so the fact is never lost."""
+        self.storage_full: str | None = None
+        """Why the last write failed for want of space, until one succeeds again: while set,
+        no code is taken (its lockout could not be kept), and health says so."""
 
     def subscribe(self, listener: EventListener) -> None:
         """Be told about every committed batch of events (the cloud link listens here)."""
@@ -96,10 +102,18 @@ class LockerState:
             stored = self.store.commit(
                 self.locker, events, inbox=record, policy_overrides=policy_overrides
             )
+        except StorageFull as exc:
+            self.locker = self._reload()
+            self.storage_failed(exc)
+            raise
         except Exception:
             logger.exception("commit failed; reloading state from the database")
             self.locker = self._reload()
             raise
+        self._tell(stored)
+        return stored
+
+    def _tell(self, stored: list[StoredEvent]) -> None:
         for event in stored:
             _log_event(event)
         for listener in list(self._listeners):
@@ -107,7 +121,40 @@ class LockerState:
                 listener(stored)
             except Exception:
                 logger.exception("event listener failed")
-        return stored
+
+    def storage_failed(self, error: Exception) -> None:
+        """A write found no room: give back the reserve, and record the fact with it."""
+        first = self.storage_full is None
+        self.storage_full = str(error)[:300]
+        if not first:
+            return
+        logger.critical("the disk is full: codes are refused until there is room again",
+                        extra={"fields": {"error": self.storage_full}})
+        released = self.store.release_reserve()
+        event = DomainEvent("storage_full", self.now(), data={
+            "error": self.storage_full, "reserve_released": released})
+        try:
+            stored = self.store.commit(self.locker, [event])
+        except Exception:
+            logger.exception("could not record that the disk is full; it will be when it can")
+            self.locker = self._reload()
+            self._unrecorded = event
+            return
+        self._tell(stored)
+
+    def storage_recovered(self) -> None:
+        """There is room again: keep a reserve, say so, take codes again."""
+        if self.storage_full is None or not self.store.restore_reserve():
+            return
+        late = [self._unrecorded] if self._unrecorded is not None else []
+        events = [*late, DomainEvent("storage_recovered", self.now())]
+        try:
+            self.apply(lambda: list(events))
+        except StorageFull:
+            return  # not yet, after all
+        self.storage_full = None
+        self._unrecorded = None
+        logger.warning("the disk has room again: codes are taken again")
 
     def now(self) -> datetime:
         """Wall-clock time for event timestamps and code expiry (never for hold periods).
@@ -160,6 +207,7 @@ def _log_event(event: StoredEvent) -> None:
 
 
 _ALARMS = frozenset({
+    "storage_full", "command_flood", "code_collision_alarm", "release_held_back",
     "board_offline", "door_forced", "door_jammed", "door_left_open", "unlock_abandoned",
     "out_of_service",
 })

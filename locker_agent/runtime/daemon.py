@@ -50,7 +50,7 @@ from locker_agent.runtime.secret import SecretError
 from locker_agent.runtime.state import compartments_from, fail_closed, open_store
 from locker_agent.runtime.systemd_notify import Notifier, Watchdog
 from locker_agent.store import Store, StoreError
-from locker_agent.store.health import database_writable
+from locker_agent.store.health import database_writable, storage_writable
 from locker_agent.store.retention import Retention, RetentionPolicy
 
 if TYPE_CHECKING:
@@ -257,7 +257,8 @@ def build_api(agent: Agent) -> None:
         },
         maintenance_token=token,
         health_checks=[
-            loop_responsive(1.0), database_writable(agent.store), hardware_alive(agent)
+            loop_responsive(1.0), database_writable(agent.store), hardware_alive(agent),
+            storage_writable(agent.store, full=lambda: agent.service.storage_full),
         ],
         mqtt_connected=(lambda: link.connected) if link is not None else None,
         courier_desk=agent.courier_desk,

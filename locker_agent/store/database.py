@@ -8,6 +8,13 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 
+from locker_agent.app.ports.storage import StorageFull
+
+_NO_ROOM = frozenset({"SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC",
+                      "SQLITE_IOERR_TRUNCATE", "SQLITE_IOERR_SHMSIZE"})
+"""SQLite's ways of saying a write did not reach the disk: out of space, a file too big for
+the process (RLIMIT_FSIZE), a card that refuses writes."""
+
 
 def open_engine(path: Path) -> Engine:
     """An engine whose every connection runs WAL, synchronous=FULL, with foreign keys on.
@@ -21,6 +28,12 @@ def open_engine(path: Path) -> Engine:
         connect_args={"timeout": 10.0},
         pool_pre_ping=False,
     )
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        original = context.original_exception
+        if getattr(original, "sqlite_errorname", None) in _NO_ROOM:
+            raise StorageFull(f"{path}: cannot write: {original}") from original
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

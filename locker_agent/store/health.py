@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Callable
 
 from locker_agent.app.health import CheckResult, HealthCheck
 from locker_agent.store.repository import Store
@@ -41,3 +43,43 @@ def database_writable(store: Store, *, timeout_s: float = 0.5) -> HealthCheck:
         return True, "database writable"
 
     return database_writable
+
+
+def storage_writable(
+    store: Store, *, full: Callable[[], str | None], every_s: float = 60.0,
+) -> HealthCheck:
+    """Fails while the disk is full (``full()`` says why), and when a real write fails.
+
+    Reading the lock is not enough: a full disk lets every read through. So once a minute at
+    most it writes one page and commits it (``synchronous=FULL``: to the card), and that
+    result stands until the next try.
+    """
+    probe = _WriteProbe(store, every_s)
+
+    def storage_writable() -> CheckResult:
+        reason = full()
+        if reason is not None:
+            return False, f"the disk is full: {reason}"
+        return probe.result()
+
+    return storage_writable
+
+
+class _WriteProbe:
+    def __init__(self, store: Store, every_s: float) -> None:
+        self._store = store
+        self._every_s = every_s
+        self._at = float("-inf")
+        self._last: CheckResult = (True, "storage writable")
+
+    def result(self) -> CheckResult:
+        """A success stands for ``every_s``; a failure is tried again on the next call."""
+        now = time.monotonic()
+        if not self._last[0] or now - self._at >= self._every_s:
+            self._at = now
+            try:
+                self._store.probe_write()
+                self._last = (True, "storage writable")
+            except Exception as exc:  # StorageFull, a read-only card, a wedged writer
+                self._last = (False, f"a test write failed: {exc}")
+        return self._last

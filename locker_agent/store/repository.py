@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -90,6 +91,12 @@ _DELETE_INTENT = delete(_INTENT).where(_INTENT.c.compartment_id == bindparam("b_
 _LINK_CREDENTIAL = insert(_LINK).on_conflict_do_nothing()
 _INSERT_OUTBOX = insert(_OUTBOX)
 _INSERT_AUDIT = insert(_AUDIT)
+
+
+RESERVE_FILE = "reserve.space"
+RESERVE_BYTES = 4 * 1024 * 1024
+"""Kept free in a file beside the database and given back when a write fails for want of
+space, so the locker can still record that its disk is full (a few events need a few KB)."""
 
 
 class Store:
@@ -325,6 +332,36 @@ class Store:
         """Lockout counters, the used-token ledger and courier revocations, in this file."""
         return CodeGuardStore(self.engine)
 
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(RESERVE_FILE)
+
+    def restore_reserve(self) -> bool:
+        """Keep RESERVE_BYTES of the disk in reserve (a file of zeros), if there is room."""
+        target = self.reserve_path
+        if target.exists() and target.stat().st_size >= RESERVE_BYTES:
+            return True
+        try:
+            if shutil.disk_usage(target.parent).free < 2 * RESERVE_BYTES:
+                return False
+            with target.open("wb") as reserve:
+                reserve.write(b"\0" * RESERVE_BYTES)
+                reserve.flush()
+                os.fsync(reserve.fileno())
+        except OSError:
+            target.unlink(missing_ok=True)
+            return False
+        return True
+
+    def release_reserve(self) -> bool:
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return False
+        return True
+
     def save_clock(self, locker: Locker) -> None:
         with self.engine.begin() as conn:
             self._write_locker(conn, locker)
@@ -501,6 +538,16 @@ class Store:
                 select(_ASSIGNMENT).order_by(_ASSIGNMENT.c.created_at)
             ).mappings()
             return [_assignment(r) for r in rows]
+
+    def probe_write(self) -> None:
+        """Write one page and commit it, for the health check; StorageFull if there is no room."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA busy_timeout=500")  # a wedged writer: say so, soon
+            try:
+                conn.execute(update(_LOCKER).where(_LOCKER.c.id == 1).values(
+                    service_seconds=_LOCKER.c.service_seconds))
+            finally:
+                conn.exec_driver_sql("PRAGMA busy_timeout=10000")  # the engine's own
 
     def execute_sql(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a read-only query (diagnostics and tests)."""

@@ -28,7 +28,8 @@ def test_healthz_reports_each_check_and_mqtt_without_failing_on_it(
     assert response.status_code == 200
     body = response.json()
     assert body["ok"] is True and body["accepting_codes"] is True
-    assert set(body["checks"]) == {"loop_responsive", "database_writable", "hardware_alive"}
+    assert set(body["checks"]) == {"loop_responsive", "database_writable", "hardware_alive",
+                                   "storage_writable"}
     assert all(check["ok"] for check in body["checks"].values())
     assert body["mqtt"] == {"configured": False, "connected": None}
 

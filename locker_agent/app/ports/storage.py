@@ -20,6 +20,10 @@ class StoreError(Exception):
     """The stored state cannot be used as it is (says why and what to do)."""
 
 
+class StorageFull(StoreError):
+    """A write failed for want of space (or the card refused it): nothing of it was kept."""
+
+
 @dataclass(frozen=True)
 class InboxRecord:
     """A command as remembered for at-most-once: its id, name, arrival and the reply given."""
@@ -99,6 +103,16 @@ class LockerStore(Protocol):
         ...
 
     def save_clock(self, locker: Locker) -> None: ...
+
+    # room on the disk
+    def release_reserve(self) -> bool:
+        """Give back the space kept in reserve (to record that the disk is full); whether
+        there was any."""
+        ...
+
+    def restore_reserve(self) -> bool:
+        """Keep space in reserve again; False while the disk has no room for it."""
+        ...
 
     def code_guard(self) -> CodeGuard: ...
 
