@@ -18,6 +18,7 @@ from bench import (
     round_trip,
     scale,
     store_commit,
+    under_fire,
     unlock_latency,
 )
 from bench.figures import Figure
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[..., list[Figure]]] = {
     "imports": imports.run,
     "scale": scale.run,
     "fleet": fleet.run,
+    "under_fire": under_fire.run,
 }
 
 

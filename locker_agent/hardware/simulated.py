@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from locker_agent.app.ports.hardware import (
@@ -73,6 +74,10 @@ class SimulatedLocker(LockDriver, DoorSensors):
         # stop() cannot de-energise a later pulse on the same compartment.
         self._energised: dict[str, object] = {}
         self._energy_lock = threading.Lock()
+        self.pulse_log: deque[tuple[str, float, float]] = deque(maxlen=10_000)
+        """(compartment, on, off) in monotonic seconds: when each simulated coil was
+        energised and let go (benchmarks read the longest pulse from it)."""
+        self._pulse_started: dict[str, float] = {}
         """Pulses end on timer threads as well as on the event loop."""
         self._released_until: dict[str, float] = {}
         self._jammed: set[str] = set()
@@ -124,6 +129,7 @@ class SimulatedLocker(LockDriver, DoorSensors):
             self.pulses.append((compartment_id, pulse_s))
             logger.debug("simulated pulse on %s for %.3f s", compartment_id, pulse_s)
             self._energised[compartment_id] = token
+            self._pulse_started[compartment_id] = time.monotonic()
             # like a relay driver's, the pulse ends on a thread the event loop cannot delay
             timer = threading.Timer(pulse_s, self._end_pulse, (compartment_id, token))
             timer.daemon = True
@@ -142,6 +148,9 @@ class SimulatedLocker(LockDriver, DoorSensors):
             if self._energised.get(compartment_id) is not token:
                 return
             del self._energised[compartment_id]
+            started = self._pulse_started.pop(compartment_id, None)
+            if started is not None:
+                self.pulse_log.append((compartment_id, started, time.monotonic()))
             if compartment_id not in self._jammed:
                 self._released_until[compartment_id] = time.monotonic() + self.latch_window_s
 
