@@ -569,7 +569,9 @@ def broker_agent(
     key = Ed25519PrivateKey.generate()
     config = write_config(
         mqtt={"host": mosquitto.host, "port": mosquitto.port, "reconnect_min_s": 0.2,
-              "reconnect_max_s": 1.0, "operator_public_key": public_key_base64(key)},
+              "reconnect_max_s": 1.0, "operator_public_key": public_key_base64(key),
+              # every message must be answered here: admission control is tested elsewhere
+              "max_commands_per_s": 1000, "command_burst": 1000, "command_queue_size": 1000},
         auto_close=0.05,
     )
     with Cloud(mosquitto.host, mosquitto.port, LOCKER) as cloud, AgentThread(config) as agent:
