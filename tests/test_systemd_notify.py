@@ -426,3 +426,44 @@ def test_the_daemon_notifies_ready_pings_and_stops(
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_a_silent_lock_board_does_not_stop_the_watchdog(
+    receiver: Receiver, clean_env: None, tmp_path: Path
+) -> None:
+    # issue 16: with one board silent the agent stopped pinging, and systemd would have
+    # restarted it every WatchdogSec, interrupting the board that still works
+    from tests.hardware.kerong_emulator import KerongBus
+
+    with KerongBus(boards=(0,)) as bus:  # board 1 is configured, but nobody answers for it
+        config = tmp_path / "locker.toml"
+        config.write_text(
+            f'locker_id = "two-boards"\nstate_dir = "{tmp_path / "state"}"\n\n'
+            f'[hardware]\nbackend = "rs485"\n\n[hardware.rs485]\nport = "{bus.port}"\n'
+            'poll_interval_s = 0.05\ntimeout_ms = 20\nretries = 0\n\n'
+            '[mqtt]\nenabled = false\n\n'
+            '[[compartments]]\nid = "A01"\nsize = "S"\nlock = "0:1"\n\n'
+            '[[compartments]]\nid = "B01"\nsize = "S"\nlock = "1:1"\n'
+        )
+        env = {**os.environ, "NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "400000"}
+        env.pop("WATCHDOG_PID", None)
+        with (tmp_path / "agent.out").open("wb") as output:
+            process = subprocess.Popen(
+                [str(BIN / "locker-agent"), "run", "--config", str(config), "--no-console"],
+                env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            )
+            try:
+                receiver.wait_for("READY=1", timeout=15)
+                time.sleep(1.0)  # board 1 has long been found silent
+                before = sum("WATCHDOG=1" in text for text in receiver.drain())
+                time.sleep(1.0)
+                after = sum("WATCHDOG=1" in text for text in receiver.drain())
+                assert after - before >= 3, (before, after)
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=15) == 0
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        log = (tmp_path / "agent.out").read_text()
+        assert "board_offline" in log

@@ -91,6 +91,24 @@ def hardware_alive(agent: _HasDrivers) -> HealthCheck:
     return hardware_alive
 
 
+def locks_safe(locks: object) -> HealthCheck:
+    """Fails once the safety wrapper had to force a lock off (``SafeLocks.fault``).
+
+    What the systemd watchdog asks of the hardware: a breach of the safety rules inside this
+    process. A lock board that stops answering is a peripheral's fault, raised as an alarm
+    (``board_offline``) with its compartments out of service; restarting the agent would only
+    interrupt the boards that still work, so it does not stop the pings.
+    """
+
+    def locks_safe() -> CheckResult:
+        fault = getattr(locks, "fault", None)
+        if fault:
+            return False, str(fault)
+        return True, "locks safe"
+
+    return locks_safe
+
+
 class LoopLag:
     """Measures how late the event loop runs a timer: its lag, now and at worst lately.
 

@@ -41,8 +41,10 @@ class Rs485Hardware(Section):
     timeout_ms: int = Field(default=200, ge=10, le=5000)
     retries: int = Field(default=2, ge=0, le=10)
     inter_frame_gap_ms: int = Field(default=5, ge=0, le=1000)
-    lock_bit_open_when_set: bool = True
-    """A set bit in a board's status reply means that door is open."""
+    lock_bit_open_when_set: bool = False
+    """How a board's status reply reads: false (KR-CU16, as its public notes say): a set bit
+    means that door is closed, so an idle board answers ff ff; true for boards that read the
+    other way (NCU16L). hw-test says when every door reads open: then flip it."""
     poll_interval_s: float = Field(default=0.5, gt=0)
     set_unlock_time: bool = False
     """Send each board policies.lock_pulse_ms as its unlock time (0x37) at start; only once

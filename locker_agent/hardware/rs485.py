@@ -85,7 +85,7 @@ class Rs485Locker(LockDriver, DoorSensors):
         retries: int = 2,
         inter_frame_gap_ms: int = MIN_INTER_FRAME_GAP_MS,
         poll_interval_s: float = 0.5,
-        lock_bit_open_when_set: bool = True,
+        lock_bit_open_when_set: bool = False,
         unlock_pulse_s: float = 0.5,
         set_unlock_time: bool = False,
         serial_factory: SerialFactory | None = None,

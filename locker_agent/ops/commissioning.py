@@ -45,6 +45,9 @@ async def hw_test(
     """Open each compartment in turn and check its sensor follows; needs a started agent."""
     service = agent.service
     ids = list(compartment_ids or service.locker.compartments)
+    polarity = inverted_polarity(agent)
+    if polarity is not None:
+        out(polarity)
     results = []
     for compartment_id in ids:
         label = service.label(compartment_id)
@@ -55,6 +58,24 @@ async def hw_test(
         out(f"compartment {label}: {'PASS' if result.passed else 'FAIL: ' + str(result.problem)}")
     out(report(results))
     return results
+
+
+def inverted_polarity(agent: Agent) -> str | None:
+    """What to say when every door reads open while no unlock is pending: on a locker just
+    installed, that is a status reply read the wrong way round, not a row of open doors."""
+    locker = agent.service.locker
+    doors = [c.door for c in locker.compartments.values()]
+    if len(doors) < 2 or locker.intents or any(d is not DoorState.OPEN for d in doors):
+        return None
+    if agent.config.hardware.backend == "rs485":
+        current = agent.config.hardware.rs485.lock_bit_open_when_set
+        return (
+            f"every door reads open and none is being unlocked: the board probably reports "
+            f"its doors the other way round. Check one door by hand, then set "
+            f"hardware.rs485.lock_bit_open_when_set = {str(not current).lower()}"
+        )
+    return ("every door reads open and none is being unlocked: check the door sensors' "
+            "wiring (hardware.gpio.door_closed_when)")
 
 
 async def _test_one(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from locker_agent import __version__
 from locker_agent.app.courier_desk import CourierDesk
-from locker_agent.app.health import LoopLag, hardware_alive, loop_responsive
+from locker_agent.app.health import LoopLag, hardware_alive, locks_safe, loop_responsive
 from locker_agent.app.ports.hardware import (
     CodeEntry,
     CodeInput,
@@ -376,8 +376,9 @@ async def run_agent(
         if ping_interval is not None:
             watchdog = Watchdog(
                 notifier,
+                # the process's own health; a dead lock board is an alarm, not a restart
                 [loop_responsive(ping_interval), database_writable(agent.store),
-                 hardware_alive(agent)],
+                 locks_safe(agent.locks)],
                 ping_interval,
             )
             watchdog.start()

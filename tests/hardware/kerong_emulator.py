@@ -47,7 +47,7 @@ class KerongBus:
         self,
         boards: Iterable[int] = (0,),
         *,
-        lock_bit_open_when_set: bool = True,
+        lock_bit_open_when_set: bool = False,
         spring_open: bool = True,
     ) -> None:
         self.boards = {b: EmulatedBoard(b) for b in boards}

@@ -142,3 +142,48 @@ def test_keypad_and_scanner_sections_are_validated_and_built(tmp_path: Path) -> 
         assert isinstance(scanner, SerialScanner) and scanner.port == "/dev/ttyACM0"
     finally:
         agent.store.close()
+
+
+def test_an_idle_kr_cu16_board_reads_all_doors_closed_by_default() -> None:
+    # issue 16: the KR-CU16's public notes: an idle board with every door shut answers
+    # 02 00 35 ff ff 00 00 03 38, every lock bit set
+    from locker_agent.config import Rs485Hardware
+    from locker_agent.hardware.kerong import parse_status_reply
+
+    status = parse_status_reply(bytes.fromhex("020035ffff00000338"), board=0)
+    default = Rs485Hardware().lock_bit_open_when_set
+    assert not any(status.door_open(i, open_when_set=default) for i in range(16))
+    shipped = load_config(Path(__file__).resolve().parents[2] / "config/example-rs485.toml")
+    assert shipped.hardware.rs485.lock_bit_open_when_set is default is False
+
+
+def test_hw_test_says_when_the_lock_bits_read_the_wrong_way_round(tmp_path: Path) -> None:
+    from locker_agent.ops.commissioning import hw_test
+
+    with KerongBus(boards=(0, 1)) as bus:  # a KR-CU16 as its notes say: set bit = closed
+        config = write(
+            tmp_path,
+            f'[hardware]\nbackend = "rs485"\n\n[hardware.rs485]\nport = "{bus.port}"\n'
+            'poll_interval_s = 0.05\nlock_bit_open_when_set = true\n',  # the wrong reading
+            lock1='"0:1"', sensor1='"0:1"', lock2='"1:3"', sensor2='"1:3"',
+        )
+        said: list[str] = []
+
+        async def scenario() -> None:
+            agent = build_agent(load_config(config))
+            await agent.start()
+            try:
+                for _ in range(200):
+                    if all(c.door is DoorState.OPEN
+                           for c in agent.service.locker.compartments.values()):
+                        break
+                    await asyncio.sleep(0.01)
+                bus.clear_log()
+                await hw_test(agent, open_timeout_s=0.2, close_timeout_s=0.2, out=said.append)
+                # no unlock was sent to doors that only looked open
+                assert not [f for f in bus.frames() if len(f) > 2 and f[2] == 0x31]
+            finally:
+                await agent.stop()
+
+        asyncio.run(scenario())
+    assert any("hardware.rs485.lock_bit_open_when_set = false" in line for line in said), said

@@ -86,13 +86,15 @@ class TestRs485DoorSensors(DoorSensorsContract):
 
 
 class TestRs485DoorSensorsInvertedPolarity(TestRs485DoorSensors):
+    """A board that reads the other way (NCU16L): a set bit means open."""
+
     @pytest.fixture(autouse=True)
     def _bus(self) -> Iterator[None]:
-        with KerongBus(boards=(0, 1), lock_bit_open_when_set=False) as self.bus:
+        with KerongBus(boards=(0, 1), lock_bit_open_when_set=True) as self.bus:
             yield
 
     def make_door_sensors(self) -> DoorSensors:
-        return make_locker(self.bus, lock_bit_open_when_set=False)
+        return make_locker(self.bus, lock_bit_open_when_set=True)
 
 
 # -- bytes on the wire -------------------------------------------------------------------------
