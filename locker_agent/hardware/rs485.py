@@ -225,6 +225,11 @@ class Rs485Locker(LockDriver, DoorSensors):
                     "lock driver stopped before the pulse", compartment_id=compartment_id
                 )
             board, index = self._channels[compartment_id]
+            if board in self._offline:
+                raise HardwareError(
+                    f"board {board} is not answering; not pulsing {compartment_id}",
+                    compartment_id=compartment_id,
+                )
             if board in self._unconfirmed:
                 raise HardwareError(
                     f"board {board} did not confirm its unlock time; not pulsing "

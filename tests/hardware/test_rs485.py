@@ -331,3 +331,23 @@ def test_a_board_that_does_not_confirm_its_unlock_time_is_never_pulsed(bus: Kero
     run_locker(locker, scenario)
     assert bus.boards[0].unlocks == [0]
     assert bus.boards[1].unlocks == []
+
+
+def test_an_unlock_for_a_board_known_offline_sends_nothing(bus: KerongBus) -> None:
+    # issue 16: such an opening used to be accepted and its unlock frames sent into the void
+    locker = make_locker(bus)
+
+    async def scenario() -> None:
+        await locker.start()
+        bus.silent_board(1, True)
+        await eventually(lambda: locker.offline_boards() == {1}, what="board 1 offline")
+        bus.clear_log()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(HardwareError, match="board 1 is not answering"):
+            await locker.unlock("A03", PULSE_S)
+        assert asyncio.get_running_loop().time() - started < 0.02  # at once, no timeout
+        unlocks = [f for f in bus.frames() if len(f) > 2 and f[2] == 0x31]
+        assert unlocks == []
+        await locker.unlock("A01", PULSE_S)  # the board that answers still works
+
+    run_locker(locker, scenario)
