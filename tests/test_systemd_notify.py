@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,6 +25,7 @@ from locker_agent.runtime.systemd_notify import Notifier, Watchdog
 from locker_agent.store import Store
 from locker_agent.store.health import database_writable
 from tests.conftest import BIN, ConfigWriter
+from tests.hardware.kerong_emulator import KerongBus
 
 
 class Receiver:
@@ -404,28 +406,37 @@ def test_hardware_alive_follows_the_driver() -> None:
 # --- the real daemon ------------------------------------------------------------------------
 
 
-def test_the_daemon_notifies_ready_pings_and_stops(
-    receiver: Receiver, write_config: ConfigWriter, clean_env: None, tmp_path: Path
-) -> None:
-    config = write_config()
+@contextmanager
+def daemon_under_systemd(
+    receiver: Receiver, config: Path, output: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``locker-agent run`` as systemd starts it: NOTIFY_SOCKET, a 400 ms WatchdogSec; killed
+    at the end if it did not stop by itself."""
     env = {**os.environ, "NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "400000"}
     env.pop("WATCHDOG_PID", None)
-    with (tmp_path / "agent.out").open("wb") as output:
+    with output.open("wb") as out:
         process = subprocess.Popen(
             [str(BIN / "locker-agent"), "run", "--config", str(config), "--no-console"],
-            env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
         )
         try:
-            receiver.wait_for("READY=1", timeout=10)
-            receiver.wait_for("WATCHDOG=1", timeout=2)
-            receiver.wait_for("WATCHDOG=1", timeout=2)
-            process.send_signal(signal.SIGTERM)
-            receiver.wait_for("STOPPING=1", timeout=10)
-            assert process.wait(timeout=15) == 0
+            yield process
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_the_daemon_notifies_ready_pings_and_stops(
+    receiver: Receiver, write_config: ConfigWriter, clean_env: None, tmp_path: Path
+) -> None:
+    with daemon_under_systemd(receiver, write_config(), tmp_path / "agent.out") as process:
+        receiver.wait_for("READY=1", timeout=10)
+        receiver.wait_for("WATCHDOG=1", timeout=2)
+        receiver.wait_for("WATCHDOG=1", timeout=2)
+        process.send_signal(signal.SIGTERM)
+        receiver.wait_for("STOPPING=1", timeout=10)
+        assert process.wait(timeout=15) == 0
 
 
 def test_a_silent_lock_board_does_not_stop_the_watchdog(
@@ -433,8 +444,6 @@ def test_a_silent_lock_board_does_not_stop_the_watchdog(
 ) -> None:
     # issue 16: with one board silent the agent stopped pinging, and systemd would have
     # restarted it every WatchdogSec, interrupting the board that still works
-    from tests.hardware.kerong_emulator import KerongBus
-
     with KerongBus(boards=(0,)) as bus:  # board 1 is configured, but nobody answers for it
         config = tmp_path / "locker.toml"
         config.write_text(
@@ -445,25 +454,13 @@ def test_a_silent_lock_board_does_not_stop_the_watchdog(
             '[[compartments]]\nid = "A01"\nsize = "S"\nlock = "0:1"\n\n'
             '[[compartments]]\nid = "B01"\nsize = "S"\nlock = "1:1"\n'
         )
-        env = {**os.environ, "NOTIFY_SOCKET": receiver.address, "WATCHDOG_USEC": "400000"}
-        env.pop("WATCHDOG_PID", None)
-        with (tmp_path / "agent.out").open("wb") as output:
-            process = subprocess.Popen(
-                [str(BIN / "locker-agent"), "run", "--config", str(config), "--no-console"],
-                env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-            )
-            try:
-                receiver.wait_for("READY=1", timeout=15)
-                time.sleep(1.0)  # board 1 has long been found silent
-                before = sum("WATCHDOG=1" in text for text in receiver.drain())
-                time.sleep(1.0)
-                after = sum("WATCHDOG=1" in text for text in receiver.drain())
-                assert after - before >= 3, (before, after)
-                process.send_signal(signal.SIGTERM)
-                assert process.wait(timeout=15) == 0
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-        log = (tmp_path / "agent.out").read_text()
-        assert "board_offline" in log
+        with daemon_under_systemd(receiver, config, tmp_path / "agent.out") as process:
+            receiver.wait_for("READY=1", timeout=15)
+            time.sleep(1.0)  # board 1 has long been found silent
+            before = sum("WATCHDOG=1" in text for text in receiver.drain())
+            time.sleep(1.0)
+            after = sum("WATCHDOG=1" in text for text in receiver.drain())
+            assert after - before >= 3, (before, after)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+    assert "board_offline" in (tmp_path / "agent.out").read_text()

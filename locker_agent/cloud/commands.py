@@ -282,17 +282,14 @@ class CommandProcessor:
         """
         now = self._monotonic()
         self._collisions.record(now)
-        self._collisions.would_exceed(now)  # forgets those older than the window
+        collisions = self._collisions.recent(now)
         logger.warning("a new code collided with a live code; it was not registered")
         window = self._collisions.window_s
         last = self._collision_alarm_at
-        if self._collisions.count >= self._collisions.limit and (
-            last is None or now - last >= window
-        ):
+        if collisions >= self._collisions.limit and (last is None or now - last >= window):
             self._collision_alarm_at = now
             event = DomainEvent("code_collision_alarm", self.service.now(), data={
-                "collisions": self._collisions.count,
-                "window_s": self._collisions.window_s,
+                "collisions": collisions, "window_s": window,
             })
             self.service.apply(lambda: [event])
 

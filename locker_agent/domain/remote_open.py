@@ -19,7 +19,8 @@ DEFAULT_WINDOW_S = 300.0
 
 @dataclass
 class RemoteOpenLimiter:
-    """Counts remote openings over a sliding window of monotonic seconds."""
+    """Counts remote openings over a sliding window of monotonic seconds (the cloud link
+    counts other bursts with it too: cancels of parcels inside, code collisions)."""
 
     limit: int = DEFAULT_LIMIT
     window_s: float = DEFAULT_WINDOW_S
@@ -29,6 +30,11 @@ class RemoteOpenLimiter:
         """Whether one more remote opening at ``at`` would go over the limit."""
         self._forget_before(at - self.window_s)
         return len(self._recent) >= self.limit
+
+    def recent(self, at: float) -> int:
+        """How many were recorded within the window that ends at ``at``."""
+        self._forget_before(at - self.window_s)
+        return len(self._recent)
 
     def record(self, at: float) -> None:
         self._recent.append(at)
