@@ -40,12 +40,22 @@ class Rs485Hardware(Section):
     )
     timeout_ms: int = Field(default=200, ge=10, le=5000)
     retries: int = Field(default=2, ge=0, le=10)
+    """Repeats of a status request after a timeout or a corrupt reply. An unlock is never
+    repeated: a lost answer cannot be told from a lost frame, and a repeat pulses twice."""
     inter_frame_gap_ms: int = Field(default=5, ge=0, le=1000)
     lock_bit_open_when_set: bool = False
     """How a board's status reply reads: false (KR-CU16, as its public notes say): a set bit
     means that door is closed, so an idle board answers ff ff; true for boards that read the
     other way (NCU16L). hw-test says when every door reads open: then flip it."""
     poll_interval_s: float = Field(default=0.5, gt=0)
+    fast_poll_interval_ms: int = Field(default=50, ge=10, le=1000)
+    """A board is polled this often while a door it just unlocked may open (door_watch_s), so
+    a door opened and shut within a fraction of a second is still seen."""
+    door_watch_s: float = Field(default=5.0, ge=0, le=60)
+    """How long after an unlock the board is polled fast."""
+    answers_unlock: bool = True
+    """The board model answers an unlock (0x31) with a status frame (KR-CU16 does). false for
+    compatibles that execute it silently: the driver then does not wait for an answer."""
     set_unlock_time: bool = False
     """Send each board policies.lock_pulse_ms as its unlock time (0x37) at start; only once
     the frame is checked on this board model (docs/hardware.md). Off: the board's own time."""

@@ -10,9 +10,18 @@ frame's byte order is not confirmed on a real board, see docs/hardware.md) ``sta
 each board its unlock time (``0x37``) from ``unlock_pulse_s`` and requires a valid status
 reply; a board that does not confirm it is refused every unlock, since its pulse length is
 then unknown (a swapped byte order would turn 0.5 s into 128 s). Without it, each board keeps
-its own factory unlock time. ``unlock()`` still keeps the LockDriver contract:
-it sends ``0x31``, waits for the board's answer, then sleeps ``pulse_s`` so it returns once
-the lock is de-energised, and ``energised()`` reports the compartment in that window.
+its own factory unlock time.
+
+One unlock frame per opening, never resent. The protocol cannot tell "the board did not hear
+the frame" from "the board pulsed and its answer was lost", so a resend could pulse a lock
+twice (or, with retries, three times). Whether the unlock worked is judged from the door
+sensor: the board is polled fast (``fast_poll_interval_s``) for ``door_watch_s`` after the
+frame, so a door open for a fraction of a second is still seen. A board that answered nothing
+valid is asked for its status once the pulse is over: if it does not answer that either, the
+unlock fails, naming the board's error (no reply, bad checksum, short frame). Some boards
+never answer ``0x31`` (``answers_unlock = False``): the driver then does not wait for a reply.
+``unlock()`` keeps the LockDriver contract: it returns once the pulse is over, and
+``energised()`` reports the compartment in that window.
 
 A poll task reads every board's status (``0x30``) every ``poll_interval_s``. A board that does
 not answer (after the retries) is marked offline: its doors become UNKNOWN, a warning is
@@ -46,6 +55,10 @@ MIN_INTER_FRAME_GAP_MS = 5
 """At least 3.5 character times at 9600 baud; smaller configured gaps are raised to this."""
 
 
+OFFLINE_POLL_EVERY = 4
+"""A board that stopped answering is asked again every 4th poll, with one attempt each time."""
+
+
 class SerialPort(Protocol):
     """The part of ``serial.Serial`` the driver uses."""
 
@@ -63,6 +76,15 @@ BoardListener = Callable[[int, bool, tuple[str, ...]], None]
 """Told ``(board, online, compartments)`` when a board stops answering or answers again."""
 """Called like ``serial.Serial(port=..., baudrate=..., bytesize=8, parity="N", stopbits=1,
 timeout=..., write_timeout=...)``."""
+
+
+class NoValidReply(HardwareError):
+    """The board sent nothing, or nothing that reads as its status frame."""
+
+    def __init__(self, message: str, *, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+        """What was wrong, for people: "no reply within 200 ms", "bad checksum: ..."."""
 
 
 def _default_serial_factory(**kwargs: Any) -> SerialPort:
@@ -88,6 +110,9 @@ class Rs485Locker(LockDriver, DoorSensors):
         lock_bit_open_when_set: bool = False,
         unlock_pulse_s: float = 0.5,
         set_unlock_time: bool = False,
+        answers_unlock: bool = True,
+        fast_poll_interval_s: float = 0.05,
+        door_watch_s: float = 5.0,
         serial_factory: SerialFactory | None = None,
     ) -> None:
         if not channels:
@@ -111,6 +136,10 @@ class Rs485Locker(LockDriver, DoorSensors):
             raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s!r}")
         if not unlock_pulse_s > 0:
             raise ValueError(f"unlock_pulse_s must be > 0, got {unlock_pulse_s!r}")
+        if not fast_poll_interval_s > 0:
+            raise ValueError(f"fast_poll_interval_s must be > 0, got {fast_poll_interval_s!r}")
+        if door_watch_s < 0:
+            raise ValueError(f"door_watch_s must be >= 0, got {door_watch_s!r}")
         self.port = port
         self.baudrate = baudrate
         self.timeout_s = timeout_ms / 1000
@@ -120,6 +149,9 @@ class Rs485Locker(LockDriver, DoorSensors):
         self.lock_bit_open_when_set = lock_bit_open_when_set
         self.unlock_pulse_s = min(unlock_pulse_s, MAX_PULSE_S)
         self.set_unlock_time = set_unlock_time
+        self.answers_unlock = answers_unlock
+        self.fast_poll_interval_s = fast_poll_interval_s
+        self.door_watch_s = door_watch_s
         self._unconfirmed: set[int] = set()
         """Boards told their unlock time that did not confirm it: no unlocks for them."""
         self._serial_factory: SerialFactory = serial_factory or _default_serial_factory
@@ -134,6 +166,12 @@ class Rs485Locker(LockDriver, DoorSensors):
         self._bus_lock = asyncio.Lock()
         self._pulse_locks: dict[str, asyncio.Lock] = {}
         self._poll_task: asyncio.Task[None] | None = None
+        self._watch_until: dict[int, float] = {}
+        """Board -> loop time until which it is polled fast (a door just unlocked on it)."""
+        self._watchers: dict[int, asyncio.Task[None]] = {}
+        self._offline_polled_at: dict[int, float] = {}
+        self._answered_at: dict[int, float] = {}
+        """Board -> loop time of its last valid status frame."""
         self._board_listeners: list[BoardListener] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -179,10 +217,14 @@ class Rs485Locker(LockDriver, DoorSensors):
         loop, self._loop = self._loop, None
         self._energised.clear()
         task, self._poll_task = self._poll_task, None
-        if task is not None and not task.get_loop().is_closed():
-            task.cancel()
-            if task.get_loop() is asyncio.get_running_loop():
-                await asyncio.gather(task, return_exceptions=True)
+        tasks = [t for t in (task, *self._watchers.values()) if t is not None]
+        self._watchers.clear()
+        self._watch_until.clear()
+        for task in tasks:
+            if not task.get_loop().is_closed():
+                task.cancel()
+                if task.get_loop() is asyncio.get_running_loop():
+                    await asyncio.gather(task, return_exceptions=True)
         serial_port, self._serial = self._serial, None
         if serial_port is not None:
             # In a thread, after any exchange still running in one.
@@ -239,17 +281,50 @@ class Rs485Locker(LockDriver, DoorSensors):
             token = object()
             self._energised[compartment_id] = token
             try:
-                try:
-                    status = await self._exchange(board, kerong.unlock_frame(board, index))
-                except HardwareError as exc:
-                    raise HardwareError(
-                        f"unlock of {compartment_id} failed: {exc}", compartment_id=compartment_id
-                    ) from exc
-                self._board_answered(board, status)
-                await asyncio.sleep(pulse_s)
+                await self._pulse(compartment_id, board, index, pulse_s)
             finally:
                 if self._energised.get(compartment_id) is token:
                     del self._energised[compartment_id]
+
+    async def _pulse(self, compartment_id: str, board: int, index: int, pulse_s: float) -> None:
+        """Send the one unlock frame, watch the door, and fail only if the board is gone."""
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        self._watch_board(board, pulse_s + self.door_watch_s)
+        problem = None
+        try:
+            reply = await self._exchange(
+                board, kerong.unlock_frame(board, index),
+                attempts=1, expect_reply=self.answers_unlock, lock_index=None,
+            )
+        except NoValidReply as exc:
+            problem = exc.problem
+            logger.warning(
+                "board %d did not acknowledge the unlock of %s (%s); not resending it: the "
+                "door sensor tells whether it opened", board, compartment_id, problem,
+            )
+        except HardwareError as exc:
+            raise HardwareError(
+                f"unlock of {compartment_id} failed: {exc}", compartment_id=compartment_id
+            ) from exc
+        else:
+            if reply is not None:
+                self._board_answered(board, reply)
+        await asyncio.sleep(pulse_s)
+        if problem is None and self.answers_unlock:
+            return  # it answered the frame, so it heard it
+        if self._answered_at.get(board, -1.0) > sent_at:
+            return  # it answered a status poll since: it is there; the door tells the rest
+        try:
+            status = await self._ask_status(board)
+        except HardwareError as exc:
+            if self.started:
+                self._board_failed(board, exc)
+            raise HardwareError(
+                f"unlock of {compartment_id}: board {board} is not answering "
+                f"({getattr(exc, 'problem', exc)})", compartment_id=compartment_id,
+            ) from exc
+        self._board_answered(board, status)
 
     def energised(self) -> frozenset[str]:
         return frozenset(self._energised.copy())
@@ -275,14 +350,47 @@ class Rs485Locker(LockDriver, DoorSensors):
             await self._poll_once()
 
     async def _poll_once(self) -> None:
+        """Ask every board for its status; an offline board only once, and only every
+        ``OFFLINE_POLL_EVERY`` polls, so a dead board does not hold the bus from the others."""
+        now = self._loop.time() if self._loop is not None else 0.0
         for board in self.boards:
+            offline = board in self._offline
+            backoff = OFFLINE_POLL_EVERY * self.poll_interval_s
+            if offline and now < self._offline_polled_at.get(board, 0.0) + backoff:
+                continue
+            if offline:
+                self._offline_polled_at[board] = now
             try:
-                status = await self._exchange(board, kerong.status_frame(board))
+                status = await self._ask_status(board, attempts=1 if offline else None)
             except HardwareError as exc:
                 if self.started:
                     self._board_failed(board, exc)
                 continue
             self._board_answered(board, status)
+
+    def _watch_board(self, board: int, for_s: float) -> None:
+        """Poll ``board`` every ``fast_poll_interval_s`` for the next ``for_s`` seconds."""
+        loop = asyncio.get_running_loop()
+        self._watch_until[board] = max(self._watch_until.get(board, 0.0), loop.time() + for_s)
+        watcher = self._watchers.get(board)
+        if watcher is None or watcher.done():
+            self._watchers[board] = loop.create_task(
+                self._poll_fast(board), name=f"rs485-watch-{board}"
+            )
+
+    async def _poll_fast(self, board: int) -> None:
+        """One attempt per poll: whether the board is offline is the regular poll's call."""
+        loop = asyncio.get_running_loop()
+        while self.started and loop.time() < self._watch_until.get(board, 0.0):
+            await asyncio.sleep(self.fast_poll_interval_s)
+            try:
+                status = await self._ask_status(board, attempts=1)
+            except NoValidReply:
+                continue
+            except HardwareError:
+                return
+            self._board_answered(board, status)
+        self._watch_until.pop(board, None)
 
     def _board_failed(self, board: int, exc: HardwareError) -> None:
         went_offline = board not in self._offline
@@ -296,8 +404,9 @@ class Rs485Locker(LockDriver, DoorSensors):
             self._tell_board(board, online=False)
 
     def _board_answered(self, board: int, status: kerong.BoardStatus) -> None:
-        if not self.started:
+        if not self.started or self._loop is None:
             return
+        self._answered_at[board] = self._loop.time()
         came_back = board in self._offline
         if came_back:
             self._offline.discard(board)
@@ -311,47 +420,81 @@ class Rs485Locker(LockDriver, DoorSensors):
 
     # -- the bus ----------------------------------------------------------------------------
 
-    async def _exchange(self, board: int, frame: bytes) -> kerong.BoardStatus:
-        """Send ``frame`` to ``board`` and return its status reply; HardwareError if none."""
+    async def _ask_status(self, board: int, *, attempts: int | None = None) -> kerong.BoardStatus:
+        status = await self._exchange(board, kerong.status_frame(board), attempts=attempts)
+        assert status is not None, "a status request expects a reply"
+        return status
+
+    async def _exchange(
+        self, board: int, frame: bytes, *, attempts: int | None = None,
+        expect_reply: bool = True, lock_index: int | None = 0,
+    ) -> kerong.BoardStatus | None:
+        """Send ``frame`` to ``board`` and return its status reply (None if none is expected).
+
+        ``attempts`` defaults to 1 + retries: only for frames that are safe to repeat.
+        A reply whose ADDR low nibble is not ``lock_index`` (None: any) is a late answer to an
+        earlier unlock, and is skipped.
+        Raises NoValidReply (naming what was wrong) or HardwareError (the port failed).
+        """
         loop = self._loop
         if loop is None or not self.started:
             raise HardwareError("RS485 port is not open")
+        tries = self.retries + 1 if attempts is None else attempts
         async with self._bus_lock:
-            return await loop.run_in_executor(None, self._exchange_blocking, board, frame)
+            return await loop.run_in_executor(
+                None, self._exchange_blocking, board, frame, tries, expect_reply, lock_index
+            )
 
-    def _exchange_blocking(self, board: int, frame: bytes) -> kerong.BoardStatus:
+    def _exchange_blocking(
+        self, board: int, frame: bytes, attempts: int, expect_reply: bool,
+        lock_index: int | None,
+    ) -> kerong.BoardStatus | None:
         with self._io_lock:
             serial_port = self._serial
             if serial_port is None:
                 raise HardwareError("RS485 port is closed")
             problem = "no reply"
-            for attempt in range(self.retries + 1):
+            for attempt in range(attempts):
                 wait = self._last_io + self.inter_frame_gap_s - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
                 try:
                     serial_port.reset_input_buffer()
                     serial_port.write(frame)
-                    reply = serial_port.read(kerong.STATUS_REPLY_LEN)
+                    if not expect_reply:
+                        return None
+                    status, problem = self._read_status(serial_port, board, lock_index)
                 except Exception as exc:  # serial.SerialException is an OSError
                     raise HardwareError(f"RS485 port {self.port} failed: {exc}") from exc
                 finally:
                     self._last_io = time.monotonic()
-                try:
-                    return kerong.parse_status_reply(reply, board=board)
-                except kerong.ProtocolError as exc:
-                    problem = str(exc) if reply else "no reply"
-                    logger.debug(
-                        "board %d, attempt %d of %d: %s",
-                        board,
-                        attempt + 1,
-                        self.retries + 1,
-                        problem,
-                    )
-            raise HardwareError(
-                f"board {board} did not answer {frame.hex(' ')} after {self.retries + 1} "
-                f"attempt(s): {problem}"
+                if status is not None:
+                    return status
+                logger.debug(
+                    "board %d, attempt %d of %d: %s", board, attempt + 1, attempts, problem
+                )
+            raise NoValidReply(
+                f"board {board} did not answer {frame.hex(' ')} after {attempts} "
+                f"attempt(s): {problem}",
+                problem=problem,
             )
+
+    def _read_status(
+        self, serial_port: SerialPort, board: int, lock_index: int | None
+    ) -> tuple[kerong.BoardStatus | None, str]:
+        """Read one status frame; a late answer to an earlier request is skipped once."""
+        for _ in range(2):
+            reply = serial_port.read(kerong.STATUS_REPLY_LEN)
+            if not reply:
+                return None, f"no reply within {self.timeout_s * 1000:g} ms"
+            try:
+                status = kerong.parse_status_reply(reply, board=board)
+            except kerong.ProtocolError as exc:
+                return None, str(exc)
+            if lock_index is None or status.lock_index == lock_index:
+                return status, ""
+            logger.debug("board %d: skipped a late answer %s", board, reply.hex(" "))
+        return None, "only late answers to earlier requests"
 
     def _open_port(self) -> SerialPort:
         return self._serial_factory(

@@ -139,4 +139,7 @@ def _build_rs485(config: AgentConfig) -> Rs485Locker:
         lock_bit_open_when_set=options.lock_bit_open_when_set,
         unlock_pulse_s=config.policies.lock_pulse_ms / 1000,
         set_unlock_time=options.set_unlock_time,
+        answers_unlock=options.answers_unlock,
+        fast_poll_interval_s=options.fast_poll_interval_ms / 1000,
+        door_watch_s=options.door_watch_s,
     )

@@ -2,7 +2,11 @@
 
 The driver opens :attr:`KerongBus.port` (the pty's slave side) like a real serial port; a
 thread serves the master side and answers exactly per the byte protocol. Fault switches make
-the boards misbehave the way field hardware does.
+the boards misbehave the way field hardware does, and model switches copy the documented
+quirks of compatible boards: some never answer an unlock (``answers_unlock=False``: several
+public drivers never read one), some answer it only after the lock has moved
+(``unlock_answer_delay_s``), and a customer may shut a sprung door again at once
+(``door_open_for_s``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import select
 import threading
 import time
 import tty
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from locker_agent.hardware import kerong
@@ -49,10 +53,18 @@ class KerongBus:
         *,
         lock_bit_open_when_set: bool = False,
         spring_open: bool = True,
+        answers_unlock: bool = True,
+        unlock_answer_delay_s: float = 0.0,
+        door_open_for_s: float | None = None,
     ) -> None:
         self.boards = {b: EmulatedBoard(b) for b in boards}
         self.lock_bit_open_when_set = lock_bit_open_when_set
         self.spring_open = spring_open
+        self.answers_unlock = answers_unlock
+        self.unlock_answer_delay_s = unlock_answer_delay_s
+        self.door_open_for_s = door_open_for_s
+        """A sprung door is pushed shut again this long after it opened (None: it stays)."""
+        self._timers: list[threading.Timer] = []
         self.received: list[Received] = []
         self._lock = threading.RLock()
         self._corrupt = 0
@@ -119,6 +131,8 @@ class KerongBus:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         self._stop.set()
         self._thread.join(timeout=2)
         for fd in (self._master, self._slave):
@@ -167,8 +181,22 @@ class KerongBus:
             with self._lock:
                 self.received.append(Received(time.monotonic(), frame))
                 reply = self._handle(frame)
-            if reply:
-                os.write(self._master, reply)
+            if not reply:
+                continue
+            if frame[2] == kerong.CMD_UNLOCK and self.unlock_answer_delay_s > 0:
+                self._later(self.unlock_answer_delay_s, self._write, reply)
+            else:
+                self._write(reply)
+
+    def _write(self, reply: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._master, reply)
+
+    def _later(self, delay_s: float, action: Callable[..., None], *args: object) -> None:
+        timer = threading.Timer(delay_s, action, args)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
 
     def _handle(self, frame: bytes) -> bytes | None:
         addr, cmd = frame[1], frame[2]
@@ -184,6 +212,10 @@ class KerongBus:
             reply = self._status(board, addr)
             if self.spring_open:
                 board.doors_open[index] = True
+                if self.door_open_for_s is not None:
+                    self._later(self.door_open_for_s, self.set_door, board.board, index, False)
+            if not self.answers_unlock:
+                return None
         elif cmd == kerong.CMD_STATUS:
             reply = self._status(board, addr)
         elif cmd == kerong.CMD_SET_UNLOCK_TIME:
