@@ -69,6 +69,11 @@ class LockerState:
         """Be told about every committed batch of events (the cloud link listens here)."""
         self._listeners.append(listener)
 
+    def unsubscribe(self, listener: EventListener) -> None:
+        """Stop telling ``listener``; one that was never subscribed is ignored."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def apply(
         self,
         transition: Transition,

@@ -180,7 +180,7 @@ class UnlockRunner:
                 "unlock failed",
                 extra={"fields": {"compartment": compartment_id, "error": str(exc)}},
             )
-            self._abandon(compartment_id, "lock_failed")
+            self._abandon(compartment_id, "lock_failed", error=str(exc))
             return
         state.apply(lambda: state.locker.record_pulse(
             compartment_id, now=state.now(), intent=pulsed_for))
@@ -219,11 +219,15 @@ class UnlockRunner:
         except DomainError:
             logger.exception("could not take a jammed compartment out of service")
 
-    def _abandon(self, compartment_id: str, reason: str, now: datetime | None = None) -> None:
+    def _abandon(
+        self, compartment_id: str, reason: str, now: datetime | None = None,
+        error: str | None = None,
+    ) -> None:
         state = self._state
         at = now or state.now()
         try:
-            state.apply(lambda: state.locker.abandon_unlock(compartment_id, reason=reason, now=at))
+            state.apply(lambda: state.locker.abandon_unlock(
+                compartment_id, reason=reason, now=at, error=error))
         except DomainError:
             logger.exception("could not abandon an unlock")
 

@@ -699,9 +699,11 @@ class Locker:
         ]
 
     def abandon_unlock(
-        self, compartment_id: str, *, reason: str, now: datetime
+        self, compartment_id: str, *, reason: str, now: datetime, error: str | None = None
     ) -> list[DomainEvent]:
         """The door never opened (jam, failed pulse): drop the intent, keep parcels as they were.
+
+        ``error`` is what the lock hardware said, when it failed.
 
         The customer's code keeps working: their parcel is still inside (or, for a return, the
         compartment chosen for it is let go and the return waits as announced).
@@ -718,10 +720,11 @@ class Locker:
                 assignment = self.assignments[assignment_id]
                 if assignment.status is S.ANNOUNCED:
                     self._release_compartment(assignment)
+        detail = {"error": error} if error else {}
         return [
             self._event(
                 "unlock_abandoned", now, compartment_id,
-                purpose=intent.purpose.value, actor=intent.actor, reason=reason,
+                purpose=intent.purpose.value, actor=intent.actor, reason=reason, **detail,
             )
         ]
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from locker_agent.app.ports.storage import StoredEvent
 from locker_agent.domain.errors import DomainError
 from locker_agent.domain.model import DoorState
 from locker_agent.runtime.daemon import Agent
@@ -89,14 +90,36 @@ async def _test_one(
     if compartment.door is DoorState.OPEN:
         return CompartmentResult(compartment_id, label, None, False,
                                  "the door is already open: close it and test again")
+    abandoned: list[StoredEvent] = []
+
+    def listen(stored: Sequence[StoredEvent]) -> None:
+        abandoned.extend(e for e in stored if e.type == "unlock_abandoned"
+                         and e.compartment_id == compartment_id)
+
+    service.subscribe(listen)
     try:
-        service.apply(partial(service.locker.begin_operator_open, compartment_id, actor=ACTOR,
-                              reason=REASON, now=service.now(), source="hw-test"))
-    except DomainError as exc:
-        return CompartmentResult(compartment_id, label, None, False, exc.message)
+        try:
+            service.apply(partial(service.locker.begin_operator_open, compartment_id,
+                                  actor=ACTOR, reason=REASON, now=service.now(),
+                                  source="hw-test"))
+        except DomainError as exc:
+            return CompartmentResult(compartment_id, label, None, False, exc.message)
+        return await _follow_door(agent, compartment_id, label, open_timeout_s,
+                                  close_timeout_s, abandoned, out)
+    finally:
+        service.unsubscribe(listen)
+
+
+async def _follow_door(
+    agent: Agent, compartment_id: str, label: str, open_timeout_s: float,
+    close_timeout_s: float, abandoned: Sequence[StoredEvent], out: Callable[[str], None],
+) -> CompartmentResult:
     loop = asyncio.get_running_loop()
     started = loop.time()
     while _door(agent, compartment_id) is not DoorState.OPEN:
+        if abandoned:  # the unlock failed: no point waiting out the timeout
+            return CompartmentResult(compartment_id, label, None, False,
+                                     _unlock_failure(agent, abandoned[0]))
         if loop.time() - started > open_timeout_s:
             return CompartmentResult(
                 compartment_id, label, None, False,
@@ -116,6 +139,19 @@ async def _test_one(
             )
         await asyncio.sleep(0.02)
     return CompartmentResult(compartment_id, label, opened_after, True, None)
+
+
+def _unlock_failure(agent: Agent, event: StoredEvent) -> str:
+    """The lock's own error, and where to look for its cause."""
+    error = event.data.get("error")
+    if not error:
+        return f"the unlock was given up: {event.data.get('reason')}"
+    hint = {
+        "rs485": "check the RS485 wiring (A/B), the board's power and address switch, and "
+                 "hardware.rs485.port and baudrate",
+        "gpio": "check the relay board's power and hardware.gpio",
+    }.get(agent.config.hardware.backend, "check the lock hardware")
+    return f"the lock board reported an error: {error}: {hint}"
 
 
 def _door(agent: Agent, compartment_id: str) -> DoorState:
