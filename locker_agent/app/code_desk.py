@@ -12,12 +12,22 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from locker_agent.app.code_gate import Namespace
-from locker_agent.app.outcomes import NOT_READY, STORAGE_FULL, CodeOutcome
+from locker_agent.app.outcomes import (
+    COMPARTMENT_UNAVAILABLE,
+    NOT_READY,
+    STORAGE_FULL,
+    CodeOutcome,
+)
 from locker_agent.app.ports.hardware import CodeEntry
 from locker_agent.app.ports.storage import StorageFull, StoredEvent
 from locker_agent.app.state import LockerState
 from locker_agent.contract.tokens import CourierToken
-from locker_agent.domain.errors import DomainError, InvalidCode, LockedOut
+from locker_agent.domain.errors import (
+    CompartmentUnavailable,
+    DomainError,
+    InvalidCode,
+    LockedOut,
+)
 from locker_agent.domain.model import CredentialKind, DomainEvent
 
 logger = logging.getLogger(__name__)
@@ -71,6 +81,11 @@ class CodeDesk:
                     credential, now=now, source=entry.source))
         except InvalidCode as exc:
             return self.refuse(Namespace.CUSTOMER, entry.source, exc, now)
+        except CompartmentUnavailable:
+            # a right code whose door cannot open now (its lock board is silent, say): not a
+            # wrong try, but on record, and the customer is told the code still works
+            self._record_refusal(Namespace.CUSTOMER, entry.source, CompartmentUnavailable.code)
+            return COMPARTMENT_UNAVAILABLE
         except DomainError as exc:
             return CodeOutcome(False, exc.message, reason=exc.code)
         try:

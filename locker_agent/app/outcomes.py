@@ -48,6 +48,12 @@ NOT_READY = CodeOutcome(
 )
 """Said to every code entered before the service has started or while it stops."""
 
+COMPARTMENT_UNAVAILABLE = CodeOutcome(
+    False, "Your compartment cannot be opened right now. Your code still works: please try "
+    "again later, or call the number on the locker.", reason="compartment_unavailable",
+)
+"""Said to a right code whose compartment is out of service (a silent lock board, a jam)."""
+
 STORAGE_FULL = CodeOutcome(
     False, "The locker cannot take codes right now; please try again later.",
     reason="storage_full",

@@ -147,3 +147,38 @@ def test_hw_test_names_the_board_error_and_stops_waiting(
             assert unlock_count(bus) <= 1
 
     asyncio.run(scenario())
+
+
+@pytest.mark.usefixtures("example_env")
+def test_a_code_for_a_parcel_behind_a_silent_board_is_refused_at_once(
+    bus: KerongBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        async with example_locker(bus, monkeypatch) as agent:
+            service, locker = agent.service, agent.service.locker
+            service.apply(lambda: locker.reserve(
+                "p-1", pickup_code=CODE, now=service.now(), hold_seconds=3600,
+                reservation_ttl_s=3600, size="M", compartment_id=ON_BOARD_1,
+            ))
+            service.apply(lambda: locker.begin_deposit(
+                "p-1", actor="courier:dhl-7", now=service.now()))
+            await until(lambda: locker.assignments["p-1"].status is AssignmentStatus.DEPOSITED)
+            bus.silent_board(1)
+            await until(lambda: not locker.compartments[ON_BOARD_1].in_service)
+            bus.clear_log()
+            started = asyncio.get_running_loop().time()
+            outcome = await service.submit_code(CodeEntry("keypad", CODE))
+            assert asyncio.get_running_loop().time() - started < 0.5  # no bus timeout
+            assert not outcome.ok and outcome.reason == "compartment_unavailable"
+            assert "Your code still works" in outcome.message
+            assert outcome.retry_after_s is None
+            assert unlock_count(bus) == 0
+            refused = [e for e in agent.store.all_events() if e.type == "code_refused"]
+            assert [e.data["reason"] for e in refused] == ["compartment_unavailable"]
+            bus.silent_board(1, False)  # back: the same code opens the door
+            await until(lambda: locker.compartments[ON_BOARD_1].in_service)
+            assert (await service.submit_code(CodeEntry("keypad", CODE))).ok
+            await until(lambda: "p-1" not in locker.assignments)
+            assert unlock_count(bus) == 1
+
+    asyncio.run(scenario())
