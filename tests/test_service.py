@@ -140,7 +140,8 @@ def test_a_jammed_door_is_pulsed_again_then_taken_out_of_service_keeping_the_cod
             credential = agent.service.locker.authenticate("48291300", now=agent.service.now())
             assert credential is not None
             refused = await agent.service.submit_code(CodeEntry("keypad", "48291300"))
-            assert not refused.ok and "out of service" in refused.message
+            assert not refused.ok and refused.reason == "compartment_unavailable"
+            assert "Your code still works" in refused.message
             # repaired and back in service, the same code opens it
             agent.simulator.jam(compartment, False)
             agent.service.apply(lambda: agent.service.locker.set_compartment_service(
