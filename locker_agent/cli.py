@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -157,12 +158,26 @@ def _check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _no_state(config: AgentConfig, config_path: Path) -> str:
+    """Why there is no database where this config points, and where it probably is."""
+    where = (f"state_dir {config.state_dir} (from $LOCKER_AGENT_STATE_DIR)"
+             if os.environ.get("LOCKER_AGENT_STATE_DIR")
+             else f"state_dir {config.state_dir} (from {config_path}, or the default)")
+    demo = Path(".state") / config.database_path.name
+    if demo.is_file() and demo.resolve() != config.database_path.resolve():
+        return (f"no locker database in {where}. `make run` keeps its locker's state in "
+                f".state: LOCKER_AGENT_STATE_DIR=.state locker-agent status --config "
+                f"{config_path}")
+    return (f"no locker database in {where}: a locker that has run with this config keeps "
+            "one there; set state_dir (or $LOCKER_AGENT_STATE_DIR) to where it runs")
+
+
 def _status(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
     if not config.database_path.exists():
-        print(f"no state at {config.database_path}: has the locker run yet?", file=sys.stderr)
+        print(_no_state(config, args.config or default_config_path()), file=sys.stderr)
         return EXIT_FAILURE
     store = Store(config.database_path)
     try:
@@ -198,7 +213,7 @@ def _hw_test(args: argparse.Namespace) -> int:
     configure_logging("WARNING", config.log_format)
 
     async def run() -> int:
-        agent = build_agent(config, cloud=False)
+        agent = build_agent(config, cloud=False, api=False)
         await agent.start()
         try:
             results = await hw_test(

@@ -58,6 +58,7 @@ async def health(context: ApiContext) -> Health:
     checks = {check_name(check): await _run(check) for check in context.health_checks}
     connected = context.mqtt_connected
     return Health(
+        locker_id=context.service.locker.locker_id,
         ok=context.service.accepting and all(c.ok for c in checks.values()),
         accepting_codes=context.service.accepting,
         checks=checks,

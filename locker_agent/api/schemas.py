@@ -134,6 +134,8 @@ class MqttHealth(BaseModel):
 
 
 class Health(BaseModel):
+    locker_id: str
+    """Which locker answers (doctor tells this agent from another program on the port)."""
     ok: bool
     accepting_codes: bool
     checks: dict[str, Check]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 from collections.abc import Generator
@@ -59,22 +60,27 @@ class ApiServer:
     def kiosk_url(self) -> str:
         return f"{self.url}/kiosk/"
 
-    async def start(self) -> None:
-        try:
-            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-            family, kind, proto, _, address = infos[0]
-            sock = socket.socket(family, kind, proto)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    async def start(self, *, try_next_ports: int = 0) -> None:
+        """Listen on the configured port; if it is taken, on the first free one of the next
+        ``try_next_ports`` (the demo: a laptop's 8080 is often busy), said in the log."""
+        wanted = self.port
+        for offset in range(try_next_ports + 1):
             try:
-                sock.bind(address)
-            except OSError:
-                sock.close()
-                raise
-        except OSError as exc:
-            raise ApiServerError(
-                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}; "
-                "set api.port (or api.enabled = false) in the config"
-            ) from exc
+                sock = self._bind(wanted + offset if wanted else 0)
+                break
+            except OSError as exc:
+                in_use = exc.errno == errno.EADDRINUSE
+                if in_use and offset < try_next_ports and wanted + offset < 65535:
+                    continue
+                tried = (f"{self.host}:{wanted}" if offset == 0
+                         else f"{self.host}:{wanted}-{wanted + offset}")
+                raise ApiServerError(
+                    f"cannot listen on {tried}: {exc.strerror or exc}; set api.port (or "
+                    "api.enabled = false) in the config, or LOCKER_AGENT_API__PORT"
+                ) from exc
+        if wanted and sock.getsockname()[1] != wanted:
+            logger.warning("port %d is taken; the API listens on %d instead",
+                           wanted, sock.getsockname()[1])
         sock.listen(128)
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
@@ -96,6 +102,18 @@ class ApiServer:
                 raise ApiServerError("the API server stopped as it started")
             await asyncio.sleep(0.01)
         logger.info("API listening", extra={"fields": {"url": self.url}})
+
+    def _bind(self, port: int) -> socket.socket:
+        infos = socket.getaddrinfo(self.host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     async def stop(self) -> None:
         """Close live streams, let requests in flight finish (briefly), stop listening."""

@@ -254,10 +254,13 @@ class SafeLocks(LockDriver):
         pulse_s: float,
         *,
         still_wanted: Callable[[], bool] | None = None,
+        on_pulse: Callable[[], None] | None = None,
     ) -> None:
         """Pulse under the safety rules; ``still_wanted`` is asked when the unlock's turn comes.
 
         Raises UnlockWithdrawn (nothing energised) if ``still_wanted()`` is false by then.
+        ``on_pulse()`` is called just before the driver energises the lock, so what it records
+        comes before anything the opening door causes; if it fails, the pulse goes ahead.
         """
         validate_pulse(pulse_s)
         self._bind()  # also when wrapped around a driver someone else started
@@ -274,6 +277,11 @@ class SafeLocks(LockDriver):
                         "unlock withdrawn before its pulse", compartment_id=compartment_id
                     )
                 self._last_start = self._monotonic()
+            if on_pulse is not None:
+                try:
+                    on_pulse()
+                except Exception:
+                    logger.exception("could not record the start of a pulse; pulsing anyway")
             try:
                 await self.driver.unlock(compartment_id, pulse_s)
             finally:

@@ -1,9 +1,10 @@
 """Running unlocks: the power budget, the pulse, jams, and doors left open.
 
 Doors are opened intent-first: the ``unlock_requested`` event is committed before the relay
-moves, and ``unlock_pulsed`` after. A door that has not opened ``door_open_timeout_s`` after
-its pulse is pulsed once more, then given up on (``unlock_abandoned``) so the customer's code
-works again, and the compartment goes out of service.
+moves, and ``unlock_pulsed`` as the pulse starts (so it precedes ``door_opened``). A door that
+has not opened ``door_open_timeout_s`` after its pulse is pulsed once more, then given up on
+(``unlock_abandoned``) so the customer's code works again, and the compartment goes out of
+service.
 """
 
 from __future__ import annotations
@@ -167,9 +168,14 @@ class UnlockRunner:
         def still_wanted() -> bool:  # asked when the power budget lets this pulse go
             return state.accepting and state.locker.intents.get(compartment_id) is pulsed_for
 
+        def pulse_starting() -> None:  # recorded first, so it precedes door_opened in seq
+            state.apply(lambda: state.locker.record_pulse(
+                compartment_id, now=state.now(), intent=pulsed_for))
+
         try:
             await self._power.unlock(
-                compartment_id, self.policy.pulse_s, still_wanted=still_wanted
+                compartment_id, self.policy.pulse_s, still_wanted=still_wanted,
+                on_pulse=pulse_starting,
             )
         except UnlockWithdrawn:
             if state.locker.intents.get(compartment_id) is pulsed_for:
@@ -182,8 +188,6 @@ class UnlockRunner:
             )
             self._abandon(compartment_id, "lock_failed", error=str(exc))
             return
-        state.apply(lambda: state.locker.record_pulse(
-            compartment_id, now=state.now(), intent=pulsed_for))
         if state.locker.intents.get(compartment_id) is pulsed_for:
             self._watch(self._await_door(compartment_id, pulsed_for, attempt))
 

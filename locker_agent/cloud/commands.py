@@ -221,7 +221,7 @@ class CommandProcessor:
         horizon = DOOR_HORIZON if name in c.DOOR_OPENING_COMMANDS else self._horizon
         if envelope.expires_at <= now:
             raise CommandRefused(
-                "expired", f"the command expired at {envelope.expires_at.isoformat()}",
+                "expired", f"the command expired at {c.utc_text(envelope.expires_at)}",
                 "expires_at",
             )
         if envelope.expires_at > now + horizon:
@@ -549,7 +549,7 @@ class CommandProcessor:
             "version": __version__,
             "boot_id": self._boot_id,
             "uptime_s": round(self._monotonic() - self._started, 3),
-            "time": self.service.now().isoformat(),
+            "time": c.utc_text(self.service.now()),
         }
         # not remembered: anyone may send a ping, and it must cost the locker no disk write
         return result
@@ -568,7 +568,7 @@ class CommandProcessor:
             "policies": self.policies.as_dict(),
             "last_seq": self.service.store.last_seq(),
             "outbox_depth": self.service.store.outbox_depth(),
-            "at": self.service.now().isoformat(),
+            "at": c.utc_text(self.service.now()),
         }
         self.service.store.record_command(remember(result)([]))
         return result

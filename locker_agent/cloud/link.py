@@ -27,6 +27,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -107,6 +108,8 @@ class MqttLink:
         self._processor = processor
         self._topics = topics
         self._boot_id = boot_id
+        self._online_since: datetime | None = None
+        """When the current connection came up: the online status's ``since``."""
         self._view = compartment_view
         self._telemetry_interval_s = telemetry_interval_s
         self._outbox_guard = outbox_guard
@@ -370,6 +373,7 @@ class MqttLink:
         else:
             self._client.subscribe(self._topics.commands, qos=1)
         self._published_free = self._service.locker.free_by_size()
+        self._online_since = self._service.now()
         self._publish_model(self._topics.status, self._status(online=True), retain=True)
         for compartment_id in self._service.locker.compartments:
             self._publish_compartment(compartment_id)
@@ -393,7 +397,9 @@ class MqttLink:
         self._close_socket_watch()
         if was_connected:
             self.stats.disconnects += 1
-            logger.warning("MQTT disconnected", extra={"fields": {"reason": str(reason)}})
+            # asked for by a clean stop: news, not a problem
+            log = logger.info if self._stopping else logger.warning
+            log("MQTT disconnected", extra={"fields": {"reason": str(reason)}})
 
     async def _misc_timer(self) -> None:
         while True:
@@ -580,13 +586,16 @@ class MqttLink:
         )
 
     def _status(self, *, online: bool) -> c.StatusMessage:
+        """``since``: online, the time of this connect (a later free count keeps it); offline,
+        now (the clean stop, or the connect whose Last Will this is)."""
         locker = self._service.locker
+        since = self._online_since if online and self._online_since else self._service.now()
         return c.StatusMessage(
             online=online,
             locker_id=locker.locker_id,
             version=__version__,
             boot_id=self._boot_id,
-            since=self._service.now(),
+            since=since,
             in_service=locker.in_service,
             free_by_size=locker.free_by_size(),
         )

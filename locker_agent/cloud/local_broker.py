@@ -42,6 +42,7 @@ AUTOSAVE_INTERVAL_S = 5
 """How often the broker saves its state: a crash loses at most this much (about 2x in 2.0)."""
 LOG_ROTATE_BYTES = 1_000_000
 _PORT_ATTEMPTS = 3
+ADDRESS_FILE = "listening"
 
 
 class LocalBrokerError(Exception):
@@ -84,6 +85,11 @@ class LocalBroker:
         return self.directory / "mosquitto.out"
 
     @property
+    def address_path(self) -> Path:
+        """``host:port`` while the broker runs (ADDRESS_FILE in the broker's directory)."""
+        return self.directory / ADDRESS_FILE
+
+    @property
     def _pid_path(self) -> Path:
         return self.directory / "mosquitto.pid"
 
@@ -112,6 +118,8 @@ class LocalBroker:
                 continue
             self.port = port
             break
+        # where locker-ctl, run beside the demo, finds this broker without being told
+        self.address_path.write_text(f"{self.host}:{self.port}\n")
         logger.info(
             "local MQTT broker listening",
             extra={
@@ -143,6 +151,7 @@ class LocalBroker:
                     process.kill()
                 await process.wait()
         self._forget_pid(process.pid)
+        self.address_path.unlink(missing_ok=True)
         logger.info(
             "local MQTT broker stopped",
             extra={"fields": {"port": self.port, "returncode": process.returncode}},

@@ -63,6 +63,12 @@ Size = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,16}$")]
 Hours = Annotated[float, Field(gt=0, le=24 * 60, description="hours, at most 60 days")]
 
 
+def utc_text(moment: datetime) -> str:
+    """The one form every timestamp on the wire takes: RFC 3339 in UTC, ending in ``Z`` (as
+    pydantic writes the messages' datetime fields)."""
+    return moment.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+
+
 def _representable_in_utc(value: datetime) -> datetime:
     try:
         in_utc = value.astimezone(UTC)

@@ -124,9 +124,12 @@ class FleetClient:
         while not self._connected.wait(0.05):
             if self._refusal is not None or time.monotonic() > deadline:
                 self.close()
+                where = f"{self.options.host}:{self.options.port}"
                 if self._refusal is not None:
-                    raise CtlError(f"the broker refused the connection: {self._refusal}")
-                raise CtlError("the broker did not accept the connection")
+                    raise CtlError(f"the broker at {where} refused the connection: "
+                                   f"{self._refusal}")
+                raise CtlError(f"the broker at {where} did not accept the connection within "
+                               f"{timeout:g} s")
         return self
 
     def close(self) -> None:

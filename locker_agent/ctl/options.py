@@ -34,6 +34,8 @@ SIGN_KEY_ENV = "LOCKER_CTL_SIGN_KEY"
 LOCKER_KEYS_ENV = "LOCKER_CTL_LOCKER_KEYS"
 DEMO_OPERATOR_KEY = "demo-operator.key"
 DEMO_IDENTITY = "identity.pub"
+DEMO_BROKER = Path("mosquitto") / "listening"
+"""``host:port`` of the demo locker's own broker while it runs (cloud/local_broker.py)."""
 DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
 
 
@@ -50,7 +52,8 @@ def connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
     group = parser.add_argument_group("broker connection")
     group.add_argument("--host", default=default("127.0.0.1"), help="broker (default 127.0.0.1)")
     group.add_argument("--port", type=port, default=default(None),
-                       help=f"default {DEFAULT_PORT}, or {DEFAULT_TLS_PORT} with TLS")
+                       help=f"default: the demo locker's broker when `make run` is running "
+                            f"here, else {DEFAULT_PORT}, or {DEFAULT_TLS_PORT} with TLS")
     group.add_argument("--protocol", choices=("5", "3.1.1"), default=default("5"),
                        help="MQTT version (default 5)")
     group.add_argument("--username", default=default(None))
@@ -99,9 +102,16 @@ def connection(args: argparse.Namespace) -> tuple[ConnectionOptions, str]:
     if not prefix or "+" in prefix or "#" in prefix or prefix.startswith("/") \
             or prefix.endswith("/"):
         raise UsageError(f"--prefix {prefix!r}: no wildcards, no leading or trailing '/'")
+    host, port_number = args.host, args.port
+    if port_number is None and not tls:
+        demo = demo_broker() if host == "127.0.0.1" else None
+        if demo is not None:
+            host, port_number = demo
+            print(f"locker-ctl: using the demo locker's broker {host}:{port_number}",
+                  file=sys.stderr)
     options = ConnectionOptions(
-        host=args.host,
-        port=args.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
+        host=host,
+        port=port_number or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT),
         protocol=args.protocol,
         username=args.username,
         password=password or None,
@@ -125,6 +135,18 @@ def connected(args: argparse.Namespace) -> Iterator[FleetClient]:
         yield client
     finally:
         client.close()
+
+
+def demo_broker() -> tuple[str, int] | None:
+    """The broker a demo locker started here (``make run``), while it runs."""
+    directory = demo_state_dir()
+    if directory is None:
+        return None
+    try:
+        host, _, number = (directory / DEMO_BROKER).read_text().strip().rpartition(":")
+        return (host, int(number)) if host and number.isdigit() else None
+    except OSError:
+        return None
 
 
 def demo_state_dir() -> Path | None:

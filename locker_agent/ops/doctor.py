@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import importlib.util
 import os
 import shutil
@@ -66,7 +67,11 @@ def run_doctor(config_path: Path, *, out: Callable[[str], None] = print) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             out(Finding("FAIL", "config", f"{exc.path}: {problem}").line())
-        out(f"fix: correct the key(s) above, then run: locker-agent check-config {exc.path}")
+        if not exc.path.is_file():
+            out(f"fix: give the path of the locker's config file (--config; the examples are "
+                f"in config/), or create {exc.path}")
+        else:
+            out(f"fix: correct the key(s) above, then run: locker-agent check-config {exc.path}")
         return EXIT_CONFIG
     findings = [
         Finding(
@@ -91,7 +96,59 @@ def check_config(config: AgentConfig) -> list[Finding]:
     findings += check_command_security(config)
     findings += check_tls_files(config)
     findings.append(check_broker(config))
+    findings.append(check_api_port(config))
     return findings
+
+
+def check_api_port(config: AgentConfig) -> Finding:
+    """The kiosk's port must be free for the agent, or held by this locker's own agent."""
+    api = config.api
+    if not api.enabled:
+        return Finding("PASS", "api", "api.enabled = false: the locker listens on no port")
+    where = f"{api.host}:{api.port}"
+    try:
+        infos = socket.getaddrinfo(api.host, api.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return Finding("FAIL", "api", f"api.host {api.host!r}: {exc.strerror or exc}",
+                       fix="set api.host to an address of this board (127.0.0.1 for a kiosk)")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return Finding("FAIL", "api", f"cannot listen on {where}: {exc.strerror or exc}",
+                               fix="set api.host and api.port to an address this user may use")
+        else:
+            return Finding("PASS", "api", f"{where} is free for the kiosk page and API")
+    if _is_this_locker(f"http://{where}", config.locker_id):
+        return Finding("PASS", "api", f"{where} is served by this locker's agent (running)")
+    return Finding(
+        "FAIL", "api", f"{where} is taken by another program",
+        fix=f"stop it (ss -ltnp 'sport = :{api.port}' shows which), or set api.port",
+    )
+
+
+def _is_this_locker(url: str, locker_id: str) -> bool:
+    """Whether ``url`` answers /healthz as the agent of ``locker_id``."""
+    import json
+    import urllib.request
+
+    host = url.split("//", 1)[1].rsplit(":", 1)[0]
+    if host in ("0.0.0.0", "::", "[::]"):
+        url = url.replace(host, "127.0.0.1", 1)
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=CONNECT_TIMEOUT_S) as response:
+            body = json.loads(response.read(65536))
+    except urllib.error.HTTPError as exc:  # 503 while unhealthy: still an answer
+        try:
+            body = json.loads(exc.read(65536))
+        except ValueError:
+            return False
+    except (OSError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("locker_id") == locker_id
 
 
 # --- who may command the locker ------------------------------------------------------------------

@@ -77,6 +77,9 @@ class Agent:
     clock_trusted: Callable[[], bool] = trusted
     """Whether the wall clock may be believed yet (security.wall_clock)."""
     loop_lag: LoopLag = field(default_factory=LoopLag)
+    api_try_next_ports: int = 0
+    """With the API port taken, try this many after it (the demo; a real locker's kiosk
+    browser expects the configured port)."""
     _housekeeping: asyncio.Task[None] | None = None
     _lag_watch: asyncio.Task[None] | None = None
 
@@ -90,7 +93,7 @@ class Agent:
             from locker_agent.api.server import ApiServerError  # loaded with the API
 
             try:
-                await self.api.start()
+                await self.api.start(try_next_ports=self.api_try_next_ports)
             except ApiServerError as exc:
                 raise StartupError(str(exc)) from exc
         if self.retention is not None:
@@ -169,8 +172,9 @@ async def start_code_inputs(agent: Agent) -> None:
             agent.inputs.remove(code_input)
 
 
-def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
-    """The agent as the config describes it; ``cloud=False`` leaves out the MQTT link."""
+def build_agent(config: AgentConfig, *, cloud: bool = True, api: bool = True) -> Agent:
+    """The agent as the config describes it; ``cloud=False`` leaves out the MQTT link,
+    ``api=False`` the local HTTP API (hw-test runs beside nothing that needs it)."""
     store, hasher, loss = open_store(config)
     try:
         def load() -> Locker:
@@ -217,7 +221,7 @@ def build_agent(config: AgentConfig, *, cloud: bool = True) -> Agent:
         except Exception:
             store.close()
             raise
-    if config.api.enabled:
+    if api and config.api.enabled:
         try:
             build_api(agent)
         except Exception:
@@ -348,13 +352,15 @@ async def run_agent(
     config_path: Path | None = None,
 ) -> int:
     """Run the locker until SIGTERM or SIGINT; SIGHUP reloads runtime policies."""
-    from locker_agent.runtime.demo import seed_demo_parcels
+    from locker_agent.runtime.demo import DEMO_API_PORTS, grant_demo_courier, seed_demo_parcels
     from locker_agent.runtime.operator_console import OperatorConsole
 
     # taken out of the environment so the local broker never speaks to systemd in our name
     notifier = Notifier.from_environment(unset_environment=True)
     watchdog: Watchdog | None = None
     agent = build_agent(config)
+    if demo:
+        agent.api_try_next_ports = DEMO_API_PORTS
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -395,6 +401,7 @@ async def run_agent(
         out(f"locker {config.locker_id} is running; its state lives in {config.state_dir}")
         if demo:
             await seed_demo_parcels(agent.service, config, out=out)
+            grant_demo_courier(agent.service, out=out)
         if agent.api is not None:
             out(f"Kiosk page: {agent.api.kiosk_url}  (open it in a browser and type a code)")
         await start_code_inputs(agent)  # the keypad and scanner, if configured

@@ -11,6 +11,7 @@ import asyncio
 import os
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 
 from cryptography.hazmat.primitives import serialization
@@ -25,6 +26,8 @@ from locker_agent.domain.model import AssignmentStatus
 DEMO_PREFIX = "demo-"
 DEMO_SIZES = ("S", "M", "L")
 DEMO_OPERATOR_KEY = "demo-operator.key"
+DEMO_API_PORTS = 20
+"""With api.port taken, the demo's kiosk takes the first free one of the next 20."""
 
 
 def with_demo_operator_key(config: AgentConfig) -> AgentConfig:
@@ -93,6 +96,29 @@ async def seed_demo_parcels(
         where = assignment.compartment_id if assignment else "-"
         out(f"  {assignment_id}  compartment {where}  {status:<10} pickup code {code}")
     return [a for a, _ in seeded]
+
+
+DEMO_COURIER = "demo-courier"
+DEMO_COURIER_VALID_H = 24
+
+
+def grant_demo_courier(service: LockerService, *, out: Callable[[str], None]) -> str | None:
+    """A courier code for this run (replacing the last run's), valid for a day; printed."""
+    locker = service.locker
+    digits = max(10, locker.min_code_length)
+    code = f"{secrets.randbelow(10**digits):0{digits}d}"
+    now = service.now()
+    try:
+        service.apply(partial(
+            locker.grant_courier, DEMO_COURIER, code=code,
+            expires_at=now + timedelta(hours=DEMO_COURIER_VALID_H), now=now,
+        ))
+    except DomainError as exc:
+        out(f"could not grant the demo courier a code: {exc.message}")
+        return None
+    out(f"Courier code (choose \"I am a courier\" on the kiosk; valid "
+        f"{DEMO_COURIER_VALID_H} h): {code}")
+    return code
 
 
 async def _wait_deposited(service: LockerService, ids: list[str], timeout_s: float = 30) -> None:

@@ -297,3 +297,36 @@ def test_commands_are_never_applied_from_another_lockers_topic(
     assert agent.agent is not None and agent.agent.simulator is not None
     assert agent.agent.simulator.pulses == []
     assert datetime.now(UTC)
+
+
+def test_the_status_since_is_the_connect_time_and_every_timestamp_ends_in_z(
+    agent: AgentThread, cloud: Cloud
+) -> None:
+    # issue 17: `since` moved with every change of the free count, so "online · just now"
+    birth = cloud.on("status")[-1].json()
+    assert assign(cloud, "p-1")["ok"]
+    cloud.wait_for(lambda: cloud.on("status")[-1].json()["free_by_size"]["S"] == 2,
+                   what="a status with the new free count")
+    assert cloud.on("status")[-1].json()["since"] == birth["since"]
+    ping = cloud.command("ping")["result"]["time"]
+    sync = cloud.command("sync")["result"]["at"]
+    event_at = next(e for e in cloud.events() if e["type"] == "reserved")["at"]
+    for stamp in (birth["since"], ping, sync, event_at):
+        assert stamp.endswith("Z") and "+00:00" not in stamp, stamp
+        assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0)
+
+
+def test_an_openings_events_come_pulse_first_in_seq_order(
+    agent: AgentThread, cloud: Cloud
+) -> None:
+    # issue 17: door_opened was committed before unlock_pulsed
+    assert agent.agent is not None
+    service = agent.agent.service
+    assert assign(cloud, "p-1")["ok"]
+    agent.call(lambda: service.apply(
+        lambda: service.locker.begin_deposit("p-1", actor="c", now=service.now())))
+    cloud.wait_for(lambda: any(e["type"] == "deposited" for e in cloud.events()),
+                   what="deposited")
+    kinds = [e["type"] for e in sorted(cloud.unique_events(), key=lambda e: e["seq"])
+             if e["compartment_id"] == "A01" and e["type"] != "reserved"]
+    assert kinds[:4] == ["unlock_requested", "unlock_pulsed", "door_opened", "door_closed"]

@@ -21,6 +21,7 @@ class DemoAgent:
     process: subprocess.Popen[str]
     kiosk_url: str
     codes: list[str]
+    courier_code: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -51,6 +52,7 @@ def demo_agent(
     try:
         assert process.stdout is not None
         codes: list[str] = []
+        courier_code = None
         url = None
         deadline = time.monotonic() + 60
         while url is None and time.monotonic() < deadline:
@@ -58,10 +60,12 @@ def demo_agent(
             assert line, "the agent stopped before printing the kiosk URL"
             if found := re.search(r"pickup code (\d{8,})", line):
                 codes.append(found[1])
+            if found := re.search(r"Courier code .*: (\d{8,})", line):
+                courier_code = found[1]
             if found := re.search(r"Kiosk page: (http://\S+)", line):
                 url = found[1]
         assert url is not None and codes
-        yield DemoAgent(process, url, codes)
+        yield DemoAgent(process, url, codes, courier_code)
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0

@@ -51,7 +51,7 @@ class StoredEvent:
             "seq": self.seq,
             "id": self.event_id,
             "type": self.type,
-            "at": self.at.isoformat(),
+            "at": self.at.isoformat().replace("+00:00", "Z"),
             "locker_id": locker_id,
             "compartment_id": self.compartment_id,
             "assignment_id": self.assignment_id,
