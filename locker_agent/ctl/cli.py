@@ -438,7 +438,7 @@ def _keygen(args: argparse.Namespace) -> int:
     print(public)
     print(
         f"wrote the private key to {path} (keep it secret); give the lockers the public key:\n"
-        f'  [mqtt]\n  operator_public_key = "{public}"',
+        f'  [security]\n  operator_public_keys = ["{public}"]',
         file=sys.stderr,
     )
     return EXIT_OK
