@@ -228,6 +228,8 @@ def test_power_budget_one_lock_at_a_time_with_a_gap_and_reloadable(tmp_path: Pat
                 operator_open(agent, cid)
             await eventually(lambda: event_types(agent).count("unlock_pulsed") == 3,
                              timeout_s=5, what="three pulses")
+            # recorded as each pulse starts: let the last one end
+            await eventually(lambda: len(intervals(physics)) == 3, what="three pulses over")
             pulses = intervals(physics)
             assert len(pulses) == 3
             for (_, end), (start, _) in itertools.pairwise(pulses):
@@ -243,6 +245,7 @@ def test_power_budget_one_lock_at_a_time_with_a_gap_and_reloadable(tmp_path: Pat
             operator_open(agent, "A02")
             await eventually(lambda: event_types(agent).count("unlock_pulsed") == 5,
                              timeout_s=5, what="two more pulses")
+            await eventually(lambda: len(intervals(physics)) == 2, what="both pulses over")
             (_, first_end), (second_start, _) = intervals(physics)
             assert second_start < first_end  # both energised at once now
 

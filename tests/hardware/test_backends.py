@@ -70,6 +70,11 @@ def test_the_gpio_backend_runs_on_gpiozero_mock_pins(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.01)
             assert "unlock_pulsed" in [e.type for e in agent.store.all_events()]
+            # recorded as the pulse starts; the pulse itself ends on its own
+            for _ in range(200):
+                if agent.locks.energised() == frozenset():
+                    break
+                await asyncio.sleep(0.01)
             assert agent.locks.energised() == frozenset()
         finally:
             await agent.stop()
