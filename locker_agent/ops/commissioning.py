@@ -74,6 +74,13 @@ def inverted_polarity(agent: Agent) -> str | None:
             f"its doors the other way round. Check one door by hand, then set "
             f"hardware.rs485.lock_bit_open_when_set = {str(not current).lower()}"
         )
+    if agent.config.hardware.backend == "modbus":
+        reading = agent.config.hardware.modbus.door_closed_when
+        return (
+            f"every door reads open and none is being unlocked: the door inputs probably read "
+            f"the other way round. Check one door by hand, then set "
+            f'hardware.modbus.door_closed_when = "{"off" if reading == "on" else "on"}"'
+        )
     return ("every door reads open and none is being unlocked: check the door sensors' "
             "wiring (hardware.gpio.door_closed_when)")
 
