@@ -84,9 +84,9 @@ class ModbusHardware(Section):
     poll_interval_s: float = Field(default=0.5, gt=0, le=60)
     """Every board's coils and inputs are read this often: doors, and relays left on."""
     first_coil_address: int = Field(default=0, ge=0, le=FIRST_ADDRESS_LIMIT)
-    """Modbus address of relay 1 (coil address; 0 on Waveshare and Eletechsup boards)."""
+    """Modbus address of relay 1 (its coil; 0 in Waveshare's V2 protocol)."""
     first_input_address: int = Field(default=0, ge=0, le=FIRST_ADDRESS_LIMIT)
-    """Modbus address of input 1 (discrete input address; 0 on the same boards)."""
+    """Modbus address of input 1 (its discrete input; 0 on the same boards)."""
     door_closed_when: Literal["on", "off"] = "on"
     """What a shut door's input reads: "on" for a reed switch or microswitch that closes
     its contact when the door is shut (the usual wiring), "off" for one that opens it."""

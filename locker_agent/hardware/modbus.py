@@ -4,8 +4,8 @@ The cheap 4- to 32-channel relay boards (Waveshare "Modbus RTU Relay", Eletechsu
 and alike) share one RS485 bus, each at its own unit address. A lock is a relay, which Modbus
 calls a coil; a door sensor is a discrete input. Channels are numbered from 1 as printed on
 the board; ``first_coil_address`` and ``first_input_address`` say which Modbus address
-channel 1 has (0 on the boards above). Only the standard function codes are used: 01 read
-coils, 02 read discrete inputs, 05 write one coil, 0F write several.
+channel 1 has (0 in Waveshare's V2 protocol). Only the standard function codes are used: 01
+read coils, 02 read discrete inputs, 05 write one coil, 0F write several.
 
 The driver ends every pulse itself, not the board: vendors' timed "flash" commands differ
 from board to board. ``unlock()`` writes the coil on, and a timer thread writes it off
