@@ -72,6 +72,10 @@ REFUSALS = frozenset({1, 2, 3})
 """Exception codes a board answers the same way every time: no retry, a wiring/config fault."""
 
 
+class Refused(HardwareError):
+    """The unit answered with a Modbus exception that a repeat would not change (1-3)."""
+
+
 @dataclass(eq=False)
 class _Pulse:
     """One pulse of one lock; its identity tells it from a later pulse on the same lock."""
@@ -233,29 +237,28 @@ class ModbusLocker(LockDriver, DoorSensors):
             pulse = _Pulse()
             with self._state_lock:
                 self._energised[compartment_id] = pulse
-            switched_on: bool | None = None  # None: the on-write may still land
+            failure: HardwareError | None = None
             try:
                 try:
                     await loop.run_in_executor(
                         None, self._switch_on, compartment_id, pulse, pulse_s
                     )
                 except HardwareError as exc:
-                    switched_on = False
+                    failure = exc
                     raise HardwareError(
                         f"unlock of {compartment_id} failed: {exc}", compartment_id=compartment_id
                     ) from exc
-                switched_on = True
                 await asyncio.sleep(pulse_s)
             finally:
                 if pulse.timer is not None:
                     pulse.timer.cancel()
-                # a failed on-write may have landed with its answer lost: one try to undo
-                # it, then the poll's read-back has it
-                attempts = 1 if switched_on is False else None
-                await loop.run_in_executor(
-                    None, self._end_pulse, compartment_id, pulse, attempts
-                )
-                if switched_on is False:
+                if failure is None:  # on, or its write cut short by a cancel: off it goes
+                    await loop.run_in_executor(None, self._end_pulse, compartment_id, pulse)
+                else:
+                    if not isinstance(failure, Refused):
+                        # the on-write may have landed with its answer lost: one try to undo
+                        # it now; the poll's read-back switches off what is left on
+                        await loop.run_in_executor(None, self._undo, compartment_id)
                     self._forget(compartment_id, pulse)
 
     def energised(self) -> frozenset[str]:
@@ -304,7 +307,15 @@ class ModbusLocker(LockDriver, DoorSensors):
         pulse.timer.daemon = True
         pulse.timer.start()
 
-    def _end_pulse(self, compartment_id: str, pulse: _Pulse, attempts: int | None = None) -> None:
+    def _undo(self, compartment_id: str) -> None:
+        """One off-write for an on-write that failed; quiet, since it may fail the same way."""
+        unit, channel = self._locks[compartment_id]
+        try:
+            self._write_coil(unit, channel, False, attempts=1)
+        except HardwareError as exc:
+            logger.debug("undoing the failed unlock of %s: %s", compartment_id, exc)
+
+    def _end_pulse(self, compartment_id: str, pulse: _Pulse) -> None:
         """Write the lock of ``pulse`` off if it is still on record (from any thread)."""
         try:
             with self._ending[compartment_id]:
@@ -312,7 +323,7 @@ class ModbusLocker(LockDriver, DoorSensors):
                     return  # ended already, or forgotten by stop() or force_off()
                 unit, channel = self._locks[compartment_id]
                 try:
-                    self._write_coil(unit, channel, False, attempts=attempts)
+                    self._write_coil(unit, channel, False)
                 except HardwareError as exc:
                     if not pulse.off_failed:
                         logger.error(
@@ -552,7 +563,7 @@ class ModbusLocker(LockDriver, DoorSensors):
                     code = getattr(reply, "exception_code", 0)
                     problem = f"exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
                     if code in REFUSALS:
-                        raise HardwareError(
+                        raise Refused(
                             f"Modbus unit {unit} refused {what}: {problem}; check the channel "
                             "numbers and first_coil_address / first_input_address"
                         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -198,10 +200,13 @@ def test_requests_without_an_answer_are_sent_again(line: ModbusLine) -> None:
         assert locker.healthy()
 
         line.ignore_next(1, 3)  # every attempt lost: the unlock fails, nothing stays on
+        line.clear_log()
         with pytest.raises(HardwareError, match="did not answer write coil 1") as raised:
             await locker.unlock("A02", PULSE_S)
         assert raised.value.compartment_id == "A02"
         assert locker.energised() == frozenset()
+        assert line.functions(1) == [WRITE_COIL] * 4  # and one off-write, in case one landed
+        assert not line.coil(1, 2)
 
     run_locker(locker, scenario)
 
@@ -337,6 +342,17 @@ def test_a_refused_request_is_not_repeated_and_says_why(
     (warning,) = [r.message for r in caplog.records if "went offline" in r.message]
     assert "refused write coil 19 off (relay 20): exception 2 (illegal data address)" in warning
     assert "first_coil_address" in warning
+
+
+def test_pymodbus_is_imported_only_when_a_modbus_locker_starts() -> None:
+    probe = (
+        "import sys\n"
+        "import locker_agent.hardware.modbus, locker_agent.runtime.hardware\n"
+        "print('pymodbus' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, timeout=60)
+    assert result.stdout.strip() == "False"
 
 
 def test_a_port_that_cannot_open_is_a_hardware_error() -> None:
