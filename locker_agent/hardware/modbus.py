@@ -149,6 +149,8 @@ class ModbusLocker(LockDriver, DoorSensors):
         self._ending = {cid: threading.Lock() for cid in self._locks}
         """One ending of a pulse at a time per lock: the timer's, unlock()'s, a poll's."""
         self._offline: set[int] = set()
+        self._found_on: set[str] = set()
+        """Locks read on with no pulse under way, and not read off since."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: ModbusSerialClient | None = None
         self._io_lock = threading.Lock()  # held by the thread doing one attempt on the bus
@@ -402,16 +404,19 @@ class ModbusLocker(LockDriver, DoorSensors):
                     logger.info("the lock of %s is off at last", compartment_id)
                 continue
             if not coils.get(channel) or self._ended_at.get(compartment_id, -1.0) >= read_at:
+                self._found_on.discard(compartment_id)
                 continue
-            logger.warning(
-                "the lock of %s (Modbus unit %d relay %d) reads energised with no pulse under "
-                "way; switching it off", compartment_id, unit, channel,
-            )
+            # said once until it reads off: something that keeps switching it on (a second
+            # master, a board set to restore its relays) must not flood the log
+            say = logger.debug if compartment_id in self._found_on else logger.warning
+            self._found_on.add(compartment_id)
+            say("the lock of %s (Modbus unit %d relay %d) reads energised with no pulse under "
+                "way; switching it off", compartment_id, unit, channel)
             async with lock:
                 try:
                     await loop.run_in_executor(None, self._write_coil, unit, channel, False)
                 except HardwareError as exc:
-                    logger.error("could not switch the lock of %s off: %s", compartment_id, exc)
+                    say("could not switch the lock of %s off: %s", compartment_id, exc)
 
     def _board_failed(self, unit: int, exc: HardwareError) -> None:
         went_offline = unit not in self._offline
