@@ -32,9 +32,15 @@ from .modbus_board import ModbusLine
 CHANNELS: dict[str, tuple[int, int]] = {"A01": (1, 1), "A02": (1, 2), "A03": (2, 16)}
 PULSE_S = 0.05
 FAST: dict[str, Any] = {
-    "timeout_ms": 40, "retries": 2, "poll_interval_s": 0.02,
+    "timeout_ms": 100, "retries": 2, "poll_interval_s": 0.02,
     "baudrate": 115200, "inter_frame_gap_ms": 0,  # a pty carries any speed; a quick suite
 }
+SLACK_S = 0.25
+"""How late a relay may go off: the board, the driver and the pytest run share one process
+(and the GIL) on a machine that may be busy; a pulse ended only after a stalled event loop
+would be late by the whole stall."""
+WAIT_S = 3.0
+"""How long to wait for what must happen (a poll to notice, a unit to come back)."""
 WRITE_COIL, WRITE_COILS, READ_COILS, READ_INPUTS = 5, 15, 1, 2
 
 
@@ -46,6 +52,11 @@ def make_locker(line: ModbusLine, **options: Any) -> ModbusLocker:
 def line() -> Iterator[ModbusLine]:
     with ModbusLine(units=(1, 2)) as emulated:
         yield emulated
+
+
+async def soon(predicate: Callable[[], bool], *, what: str) -> None:
+    """Wait for what must happen; a busy machine may make it slow, never wrong."""
+    await eventually(predicate, timeout_s=WAIT_S, what=what)
 
 
 def run_locker(locker: ModbusLocker, scenario: Callable[[], Awaitable[None]]) -> None:
@@ -63,6 +74,7 @@ def run_locker(locker: ModbusLocker, scenario: Callable[[], Awaitable[None]]) ->
 
 class TestModbusLockDriver(LockDriverContract):
     compartment_ids = COMPARTMENTS
+    late_s = 0.3  # an on-write and an off-write on the line, each a round trip
 
     @pytest.fixture(autouse=True)
     def _line(self) -> Iterator[None]:
@@ -75,6 +87,7 @@ class TestModbusLockDriver(LockDriverContract):
 
 class TestModbusDoorSensors(DoorSensorsContract):
     compartment_ids = COMPARTMENTS
+    notify_timeout_s = 2.0  # a change is seen by the next poll of its unit
 
     @pytest.fixture(autouse=True)
     def _line(self) -> Iterator[None]:
@@ -99,7 +112,7 @@ def test_door_switches_wired_the_other_way_read_off_when_shut() -> None:
             await locker.start()
             assert set(locker.read().values()) == {DoorState.CLOSED}
             line.set_door(1, 2, True)
-            await eventually(lambda: locker.read()["A02"] is DoorState.OPEN, what="A02 open")
+            await soon(lambda: locker.read()["A02"] is DoorState.OPEN, what="A02 open")
             assert locker.read()["A01"] is DoorState.CLOSED
 
         run_locker(locker, scenario)
@@ -119,11 +132,11 @@ def test_a_pulse_writes_the_coil_on_then_off_and_the_door_springs_open(line: Mod
         await locker.unlock("A03", 0.2)
         assert not line.coil(2, 16)  # read back from the board itself
         assert locker.energised() == frozenset()
-        await eventually(lambda: recorder.changes == [("A03", DoorState.OPEN)], what="A03 open")
+        await soon(lambda: recorder.changes == [("A03", DoorState.OPEN)], what="A03 open")
 
     run_locker(locker, scenario)
     [(on, off)] = line.on_intervals(2, 16)
-    assert off is not None and 0.2 <= off - on <= 0.2 + 0.05
+    assert off is not None and 0.2 <= off - on <= 0.2 + SLACK_S, off - on
     writes = [r for r in line.requests if r.function_code == WRITE_COIL]
     assert [(r.unit, r.address) for r in writes] == [(2, 15), (2, 15)]  # relay 16: coil 15
     assert line.on_intervals(1, 1) == line.on_intervals(1, 2) == []
@@ -135,13 +148,16 @@ def test_a_pulse_ends_on_time_while_the_event_loop_is_stalled(line: ModbusLine) 
     async def scenario() -> None:
         await locker.start()
         pulse = asyncio.create_task(locker.unlock("A01", 0.2))
-        await eventually(lambda: line.coil(1, 1), what="relay 1 on")
-        time.sleep(0.6)  # the whole event loop stops here, mid-pulse
+        await soon(lambda: line.coil(1, 1), what="relay 1 on")
+        time.sleep(0.8)  # the whole event loop stops here, mid-pulse
+        stalled_until.append(time.monotonic())
         await pulse
 
+    stalled_until: list[float] = []
     run_locker(locker, scenario)
     [(on, off)] = line.on_intervals(1, 1)
-    assert off is not None and off - on <= 0.2 + 0.05, off - on
+    assert off is not None and off < stalled_until[0], "the relay waited for the event loop"
+    assert off - on <= 0.2 + SLACK_S, off - on
 
 
 def test_a_lost_off_write_is_retried_on_every_poll_until_the_relay_is_off(
@@ -152,7 +168,7 @@ def test_a_lost_off_write_is_retried_on_every_poll_until_the_relay_is_off(
     async def scenario() -> None:
         await locker.start()
         pulse = asyncio.create_task(locker.unlock("A01", 0.1))
-        await eventually(lambda: line.coil(1, 1), what="relay 1 on")
+        await soon(lambda: line.coil(1, 1), what="relay 1 on")
         line.silent(1)  # the off-write and its repeats never arrive
         await pulse
         assert line.coil(1, 1)
@@ -160,7 +176,7 @@ def test_a_lost_off_write_is_retried_on_every_poll_until_the_relay_is_off(
         await asyncio.sleep(0.1)
         assert line.coil(1, 1) and locker.offline_boards() == {1}
         line.silent(1, False)
-        await eventually(lambda: locker.energised() == frozenset(), what="A01 off at last")
+        await soon(lambda: locker.energised() == frozenset(), what="A01 off at last")
         assert not line.coil(1, 1)
 
     with caplog.at_level(logging.INFO, logger="locker_agent.hardware.modbus"):
@@ -180,7 +196,7 @@ def test_a_relay_found_on_with_no_pulse_is_switched_off(
         assert not line.coil(1, 2)  # start() writes every lock off (0F)
         assert WRITE_COILS in line.functions(1) and WRITE_COILS in line.functions(2)
         line.set_coil(2, 16, True)  # an off-write lost on the bus, a second master...
-        await eventually(lambda: not line.coil(2, 16), what="relay 16 of unit 2 off")
+        await soon(lambda: not line.coil(2, 16), what="relay 16 of unit 2 off")
         assert locker.energised() == frozenset()
 
     with caplog.at_level(logging.WARNING, logger="locker_agent.hardware.modbus"):
@@ -227,7 +243,7 @@ def test_a_silent_unit_goes_offline_and_comes_back(
         assert locker.healthy()
         locker.subscribe(recorder)
         line.silent(2)
-        await eventually(lambda: locker.offline_boards() == {2}, what="unit 2 offline")
+        await soon(lambda: locker.offline_boards() == {2}, what="unit 2 offline")
         assert not locker.healthy()
         assert locker.read() == {
             "A01": DoorState.CLOSED, "A02": DoorState.CLOSED, "A03": DoorState.UNKNOWN
@@ -235,8 +251,8 @@ def test_a_silent_unit_goes_offline_and_comes_back(
         await asyncio.sleep(0.15)  # several failed polls: one warning only
 
         line.silent(2, False)
-        await eventually(locker.healthy, what="unit 2 back")
-        await eventually(lambda: locker.read()["A03"] is DoorState.CLOSED, what="A03 read")
+        await soon(locker.healthy, what="unit 2 back")
+        await soon(lambda: locker.read()["A03"] is DoorState.CLOSED, what="A03 read")
         assert recorder.changes == [("A03", DoorState.UNKNOWN), ("A03", DoorState.CLOSED)]
         await locker.unlock("A03", PULSE_S)
 
@@ -255,12 +271,12 @@ def test_an_unlock_for_a_unit_known_offline_fails_at_once_and_sends_nothing(
     async def scenario() -> None:
         await locker.start()
         line.silent(2)
-        await eventually(lambda: locker.offline_boards() == {2}, what="unit 2 offline")
+        await soon(lambda: locker.offline_boards() == {2}, what="unit 2 offline")
         line.clear_log()
         began = time.monotonic()
         with pytest.raises(HardwareError, match="unit 2 is not answering") as raised:
             await locker.unlock("A03", PULSE_S)
-        assert time.monotonic() - began < 0.02  # at once, no timeout
+        assert time.monotonic() - began < FAST["timeout_ms"] / 1000  # at once, no timeout
         assert raised.value.compartment_id == "A03"
         assert WRITE_COIL not in line.functions(2)
         await locker.unlock("A01", PULSE_S)  # the unit that answers still works
@@ -274,13 +290,13 @@ def test_an_unplugged_line_takes_every_unit_offline(line: ModbusLine) -> None:
     async def scenario() -> None:
         await locker.start()
         line.unplug()
-        await eventually(lambda: locker.offline_boards() == {1, 2}, what="both offline")
+        await soon(lambda: locker.offline_boards() == {1, 2}, what="both offline")
         assert set(locker.read().values()) == {DoorState.UNKNOWN}
         for compartment_id in CHANNELS:
             with pytest.raises(HardwareError, match="not answering"):
                 await locker.unlock(compartment_id, PULSE_S)
         line.unplug(False)
-        await eventually(locker.healthy, what="both back")
+        await soon(locker.healthy, what="both back")
         await locker.unlock("A02", PULSE_S)
 
     run_locker(locker, scenario)
@@ -320,7 +336,7 @@ def test_boards_numbering_from_address_1_need_first_coil_address_1() -> None:
             await right.start()
             assert right.healthy()
             await right.unlock("A02", PULSE_S)
-            await eventually(lambda: right.read()["A02"] is DoorState.OPEN, what="A02 open")
+            await soon(lambda: right.read()["A02"] is DoorState.OPEN, what="A02 open")
             assert right.read()["A01"] is DoorState.CLOSED
 
         run_locker(right, works)
@@ -395,7 +411,7 @@ def write_config(tmp_path: Path, port: str, modbus: str = "", wiring: str = "") 
     path.write_text(
         f'locker_id = "modbus-locker"\nstate_dir = "{tmp_path / "state"}"\n\n'
         f'[hardware]\nbackend = "modbus"\n\n[hardware.modbus]\nport = "{port}"\n'
-        f"poll_interval_s = 0.02\ntimeout_ms = 40\n{modbus}\n"
+        f"poll_interval_s = 0.02\ntimeout_ms = 100\n{modbus}\n"
         "[mqtt]\nenabled = false\n\n[policies]\nlock_pulse_ms = 50\nunlock_gap_ms = 0\n\n"
         + wiring
     )
@@ -454,19 +470,19 @@ def test_the_composition_root_builds_the_modbus_backend_and_the_agent_runs_on_it
             await agent.start()
             try:
                 open_compartment(agent, "A02")
-                await eventually(lambda: line.coil(1, 2), what="relay 2 of unit 1 on")
+                await soon(lambda: line.coil(1, 2), what="relay 2 of unit 1 on")
                 line.set_door(2, 5, True)  # A02's door sensor is on unit 2, input 5
-                await eventually(
+                await soon(
                     lambda: agent.service.locker.compartments["A02"].door is DoorState.OPEN,
-                    timeout_s=2, what="A02 seen open",
+                    what="A02 seen open",
                 )
-                await eventually(lambda: not line.coil(1, 2), what="relay 2 off again")
+                await soon(lambda: not line.coil(1, 2), what="relay 2 off again")
             finally:
                 await agent.stop()
 
         asyncio.run(scenario())
         [(on, off)] = line.on_intervals(1, 2)
-        assert off is not None and off - on < 0.05 + 0.05  # policies.lock_pulse_ms = 50
+        assert off is not None and off - on <= 0.05 + SLACK_S  # policies.lock_pulse_ms = 50
 
 
 def test_hw_test_passes_working_doors_and_names_a_jammed_lock(tmp_path: Path) -> None:
@@ -476,7 +492,7 @@ def test_hw_test_passes_working_doors_and_names_a_jammed_lock(tmp_path: Path) ->
 
     wiring = "".join(f'[[compartments]]\nid = "{cid}"\nsize = "S"\nlock = "{u}:{c}"\n\n'
                      for cid, (u, c) in CHANNELS.items())
-    with ModbusLine(units=(1, 2), close_after_s=0.2) as line:
+    with ModbusLine(units=(1, 2), close_after_s=0.4) as line:  # a person shuts each door
         line.jam(1, 2)  # A02's relay clicks, its door never opens
         agent = build_agent(load_config(write_config(tmp_path, line.port, wiring=wiring)),
                             cloud=False)
@@ -484,7 +500,7 @@ def test_hw_test_passes_working_doors_and_names_a_jammed_lock(tmp_path: Path) ->
         async def scenario() -> list[CompartmentResult]:
             await agent.start()
             try:
-                return await hw_test(agent, open_timeout_s=0.3, close_timeout_s=2,
+                return await hw_test(agent, open_timeout_s=0.5, close_timeout_s=2,
                                      out=lambda line: None)
             finally:
                 await agent.stop()
@@ -493,7 +509,7 @@ def test_hw_test_passes_working_doors_and_names_a_jammed_lock(tmp_path: Path) ->
         assert [len(line.on_intervals(*CHANNELS[cid])) for cid in CHANNELS] == [1, 1, 1]
     assert [(r.compartment_id, r.passed) for r in results] == [
         ("A01", True), ("A02", False), ("A03", True)
-    ]
+    ], report(results)
     assert "did not open" in str(results[1].problem)
     assert "2 passed, 1 failed" in report(results)
 
@@ -511,11 +527,14 @@ def test_hw_test_says_when_the_door_inputs_read_the_wrong_way_round(tmp_path: Pa
         async def scenario() -> None:
             await agent.start()
             try:
+                doors = agent.service.locker.compartments.values()
+                await soon(lambda: all(c.door is DoorState.OPEN for c in doors),
+                                 what="every door read open")
+                line.clear_log()
                 await hw_test(agent, open_timeout_s=0.2, close_timeout_s=0.2, out=said.append)
             finally:
                 await agent.stop()
 
-        line.clear_log()
         asyncio.run(scenario())
         assert WRITE_COIL not in line.functions()  # no door that only looked open was pulsed
     assert 'hardware.modbus.door_closed_when = "on"' in said[0], said
