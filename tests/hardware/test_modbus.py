@@ -481,6 +481,8 @@ def test_the_composition_root_builds_the_modbus_backend_and_the_agent_runs_on_it
                 await agent.stop()
 
         asyncio.run(scenario())
+        # only the standard function codes, nothing vendor-specific (docs/hardware.md)
+        assert set(line.functions()) == {READ_COILS, READ_INPUTS, WRITE_COIL, WRITE_COILS}
         [(on, off)] = line.on_intervals(1, 2)
         assert off is not None and off - on <= 0.05 + SLACK_S  # policies.lock_pulse_ms = 50
 
