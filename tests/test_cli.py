@@ -37,7 +37,8 @@ def test_version() -> None:
 
 
 def test_check_config_accepts_every_shipped_config() -> None:
-    for name in ("simulated.toml", "example-gpio.toml", "example-rs485.toml"):
+    for name in ("simulated.toml", "example-gpio.toml", "example-rs485.toml",
+                 "example-modbus.toml"):
         result = cli("check-config", str(REPO / "config" / name))
         assert result.returncode == 0, result.stderr
         assert "ok" in result.stdout

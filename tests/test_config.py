@@ -18,7 +18,7 @@ from locker_agent.config import (
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-SHIPPED = ["simulated.toml", "example-gpio.toml", "example-rs485.toml"]
+SHIPPED = ["simulated.toml", "example-gpio.toml", "example-rs485.toml", "example-modbus.toml"]
 
 MINIMAL = """\
 locker_id = "test-locker"
@@ -132,6 +132,20 @@ def test_rs485_example_defaults_sensors_to_the_lock_channel() -> None:
     assert len(config.compartments) == 24
     assert config.compartments[0].lock == "0:1"
     assert config.compartments[-1].lock == "1:8"
+    assert all(c.sensor == c.lock for c in config.compartments)
+
+
+def test_modbus_example_spells_out_every_key_at_its_default() -> None:
+    from locker_agent.config import ModbusHardware
+
+    config = load_config(CONFIG_DIR / "example-modbus.toml")
+    text = (CONFIG_DIR / "example-modbus.toml").read_text()
+
+    assert config.hardware.backend == "modbus"
+    assert config.hardware.modbus == ModbusHardware()
+    for key in ModbusHardware.model_fields:
+        assert f"\n{key} = " in text, key
+    assert [c.lock for c in config.compartments][::8] == ["1:1", "2:1"]
     assert all(c.sensor == c.lock for c in config.compartments)
 
 

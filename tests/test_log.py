@@ -179,7 +179,7 @@ def test_json_exception_adds_exc() -> None:
 def restore_root_logger() -> Iterator[logging.Logger]:
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    levels = {name: logging.getLogger(name).level for name in ("sqlalchemy", "asyncio")}
+    levels = {name: logging.getLogger(name).level for name in ("sqlalchemy", "asyncio", "pymodbus")}
     yield root
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -208,6 +208,7 @@ def test_configure_logging_installs_one_stderr_handler(
     assert isinstance(handler.formatter, formatter)
     assert root.level == logging.DEBUG
     assert logging.getLogger("sqlalchemy").level == logging.WARNING
+    assert logging.getLogger("pymodbus").level == logging.CRITICAL  # the driver says it once
 
     configure_logging("INFO", fmt)
     assert len(root.handlers) == 1

@@ -19,12 +19,21 @@ from locker_agent.config.agent import (
 )
 from locker_agent.config.api import ApiConfig
 from locker_agent.config.compartments import CompartmentConfig
-from locker_agent.config.fields import BCM_PINS, RS485_BOARDS, RS485_CHANNELS, parse_board_channel
+from locker_agent.config.fields import (
+    BCM_PINS,
+    MODBUS_CHANNELS,
+    MODBUS_UNITS,
+    RS485_BOARDS,
+    RS485_CHANNELS,
+    parse_board_channel,
+    parse_unit_channel,
+)
 from locker_agent.config.hardware import (
     KEYPAD_LAYOUTS,
     GpioHardware,
     HardwareConfig,
     KeypadHardware,
+    ModbusHardware,
     Rs485Hardware,
     ScannerHardware,
     SimulatedHardware,
@@ -44,6 +53,8 @@ __all__ = [
     "DEFAULT_STATE_DIR",
     "ENV_PREFIX",
     "KEYPAD_LAYOUTS",
+    "MODBUS_CHANNELS",
+    "MODBUS_UNITS",
     "RS485_BOARDS",
     "RS485_CHANNELS",
     "AgentConfig",
@@ -53,6 +64,7 @@ __all__ = [
     "GpioHardware",
     "HardwareConfig",
     "KeypadHardware",
+    "ModbusHardware",
     "MqttConfig",
     "Policies",
     "RetentionConfig",
@@ -64,4 +76,5 @@ __all__ = [
     "default_config_path",
     "load_config",
     "parse_board_channel",
+    "parse_unit_channel",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -10,7 +11,16 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from locker_agent.config.api import ApiConfig
 from locker_agent.config.compartments import CompartmentConfig
-from locker_agent.config.fields import BCM_PINS, LockerId, SizeName, parse_board_channel, upper
+from locker_agent.config.fields import (
+    BCM_PINS,
+    MODBUS_ADDRESS_FORM,
+    RS485_ADDRESS_FORM,
+    LockerId,
+    SizeName,
+    parse_board_channel,
+    parse_unit_channel,
+    upper,
+)
 from locker_agent.config.hardware import HardwareConfig
 from locker_agent.config.mqtt import MqttConfig
 from locker_agent.config.policies import Policies
@@ -107,7 +117,13 @@ class AgentConfig(BaseSettings):
         if hardware is not None and hardware.backend == "gpio":
             _check_gpio_wiring(compartments, problems)
         elif hardware is not None and hardware.backend == "rs485":
-            compartments = _check_rs485_wiring(compartments, problems)
+            compartments = _check_bus_wiring(
+                compartments, problems, "rs485", parse_board_channel, RS485_ADDRESS_FORM
+            )
+        elif hardware is not None and hardware.backend == "modbus":
+            compartments = _check_bus_wiring(
+                compartments, problems, "modbus", parse_unit_channel, MODBUS_ADDRESS_FORM
+            )
         if problems:
             raise Problems(problems)
         return compartments
@@ -204,12 +220,18 @@ def _check_gpio_wiring(compartments: list[CompartmentConfig], problems: list[Pro
                 used[pin] = (index, role)
 
 
-def _check_rs485_wiring(
-    compartments: list[CompartmentConfig], problems: list[Problem]
+def _check_bus_wiring(
+    compartments: list[CompartmentConfig],
+    problems: list[Problem],
+    backend: str,
+    parse: Callable[[str], tuple[int, int]],
+    form: str,
 ) -> list[CompartmentConfig]:
     """Every compartment needs its own lock channel; its sensor defaults to that channel.
 
-    Returns the compartments with ``sensor`` filled in where it defaulted.
+    For the boards on a serial bus (rs485, modbus), whose addresses are ``"BOARD:CHANNEL"``
+    strings read by ``parse``. Returns the compartments with ``sensor`` filled in where it
+    defaulted.
     """
     owners: dict[tuple[str, int, int], int] = {}  # (role, board, channel) -> compartment index
 
@@ -224,16 +246,28 @@ def _check_rs485_wiring(
             problems.append(Problem((index, role), message, shown))
         return other == index
 
+    def address(value: int | str, loc: tuple[str | int, ...]) -> tuple[int, int] | None:
+        if not isinstance(value, str):
+            problems.append(Problem(loc, f"must be a string {form}", value))
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            problems.append(Problem(loc, str(exc), value))
+            return None
+
     result: list[CompartmentConfig] = []
     for index, compartment in enumerate(compartments):
         if compartment.lock is None:
-            problems.append(Problem((index, "lock"), 'required when hardware.backend = "rs485"'))
+            problems.append(
+                Problem((index, "lock"), f'required when hardware.backend = "{backend}"')
+            )
             lock = None
         else:
-            lock = _parse_rs485_address(compartment.lock, (index, "lock"), problems)
+            lock = address(compartment.lock, (index, "lock"))
         lock_ok = lock is not None and claim(index, "lock", lock, compartment.lock)
         if compartment.sensor is not None:
-            sensor = _parse_rs485_address(compartment.sensor, (index, "sensor"), problems)
+            sensor = address(compartment.sensor, (index, "sensor"))
             if sensor is not None:
                 claim(index, "sensor", sensor, compartment.sensor)
         else:
@@ -243,16 +277,3 @@ def _check_rs485_wiring(
                 compartment = compartment.model_copy(update={"sensor": compartment.lock})
         result.append(compartment)
     return result
-
-
-def _parse_rs485_address(
-    value: int | str, loc: tuple[str | int, ...], problems: list[Problem]
-) -> tuple[int, int] | None:
-    if not isinstance(value, str):
-        problems.append(Problem(loc, 'must be a string "BOARD:CHANNEL", e.g. "0:1"', value))
-        return None
-    try:
-        return parse_board_channel(value)
-    except ValueError as exc:
-        problems.append(Problem(loc, str(exc), value))
-        return None

@@ -15,7 +15,7 @@ class CompartmentConfig(Section):
     """Within reach from a wheelchair."""
     lock: HardwareAddress = None
     sensor: HardwareAddress = None
-    """Door sensor; on rs485 it defaults to the lock's own channel."""
+    """Door sensor; on rs485 and modbus it defaults to the lock's own channel."""
     label: str | None = Field(default=None, min_length=1, validate_default=True)
     """What a customer reads on the door; defaults to ``id``, so never None once validated."""
     row: int | None = Field(default=None, ge=1)

@@ -12,6 +12,10 @@ BCM_PINS: Final = range(28)
 RS485_BOARDS: Final = range(10)
 RS485_CHANNELS: Final = range(1, 17)
 """A KR-CU16 board drives 16 locks, numbered from 1."""
+MODBUS_UNITS: Final = range(1, 248)
+"""Modbus RTU unit (slave) addresses: 0 is broadcast, 248-255 are reserved."""
+MODBUS_CHANNELS: Final = range(1, 257)
+"""Relays and inputs of one Modbus relay board, numbered from 1 (boards have 4 to 64)."""
 
 
 class Section(BaseModel):
@@ -59,14 +63,17 @@ def pin_or_channel(value: object) -> object:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise ValueError('must be a GPIO number or an RS485 channel "BOARD:CHANNEL"')
+    raise ValueError('must be a GPIO number or a channel such as "0:1"')
 
 
 LockerId = Annotated[str, identifier(64)]
 CompartmentId = Annotated[str, identifier(16)]
 SizeName = Annotated[str, identifier(16)]
 HardwareAddress = Annotated[int | str | None, BeforeValidator(pin_or_channel)]
-"""A BCM pin number (gpio backend) or a ``"BOARD:CHANNEL"`` string (rs485 backend)."""
+"""A BCM pin number (gpio backend) or a ``"BOARD:CHANNEL"`` string (rs485, modbus backends)."""
+
+RS485_ADDRESS_FORM: Final = '"BOARD:CHANNEL", e.g. "0:1"'
+MODBUS_ADDRESS_FORM: Final = '"UNIT:CHANNEL", e.g. "1:1"'
 
 
 def parse_board_channel(value: str) -> tuple[int, int]:
@@ -74,12 +81,28 @@ def parse_board_channel(value: str) -> tuple[int, int]:
 
     Raises :class:`ValueError` with a message fit to show an operator.
     """
+    return _parse_pair(value, "board", RS485_BOARDS, RS485_CHANNELS, RS485_ADDRESS_FORM)
+
+
+def parse_unit_channel(value: str) -> tuple[int, int]:
+    """Split a Modbus relay or input address such as ``"1:16"`` into ``(unit, channel)``.
+
+    The unit is the board's Modbus address (1-247), the channel its relay or input number as
+    printed on the board (from 1). Raises :class:`ValueError` with a message fit to show an
+    operator.
+    """
+    return _parse_pair(value, "unit", MODBUS_UNITS, MODBUS_CHANNELS, MODBUS_ADDRESS_FORM)
+
+
+def _parse_pair(
+    value: str, first: str, firsts: range, channels: range, form: str
+) -> tuple[int, int]:
     match = re.fullmatch(r"([0-9]+):([0-9]+)", value)
     if match is None:
-        raise ValueError('must be "BOARD:CHANNEL", e.g. "0:1"')
-    board, channel = int(match[1]), int(match[2])
-    if board not in RS485_BOARDS:
-        raise ValueError(f"board must be {RS485_BOARDS[0]}-{RS485_BOARDS[-1]}, not {board}")
-    if channel not in RS485_CHANNELS:
-        raise ValueError(f"channel must be {RS485_CHANNELS[0]}-{RS485_CHANNELS[-1]}, not {channel}")
-    return board, channel
+        raise ValueError(f"must be {form}")
+    number, channel = int(match[1]), int(match[2])
+    if number not in firsts:
+        raise ValueError(f"{first} must be {firsts[0]}-{firsts[-1]}, not {number}")
+    if channel not in channels:
+        raise ValueError(f"channel must be {channels[0]}-{channels[-1]}, not {channel}")
+    return number, channel

@@ -1,4 +1,4 @@
-"""``[hardware]``: the lock backend (simulated, GPIO, RS485), keypad and scanner."""
+"""``[hardware]``: the lock backend (simulated, GPIO, RS485, Modbus), keypad and scanner."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from locker_agent.config.fields import BCM_PINS, Section, false_means_never, int_from_digits
+from locker_agent.config.fields import (
+    BCM_PINS,
+    MODBUS_CHANNELS,
+    Section,
+    false_means_never,
+    int_from_digits,
+    upper,
+)
 from locker_agent.config.problems import Problem, Problems
 
 
@@ -59,6 +66,40 @@ class Rs485Hardware(Section):
     set_unlock_time: bool = False
     """Send each board policies.lock_pulse_ms as its unlock time (0x37) at start; only once
     the frame is checked on this board model (docs/hardware.md). Off: the board's own time."""
+
+
+MAX_MODBUS_ADDRESS: Final = 0xFFFF
+FIRST_ADDRESS_LIMIT: Final = MAX_MODBUS_ADDRESS - (MODBUS_CHANNELS[-1] - 1)
+"""Highest first address that still leaves room for every channel in Modbus's 16 bits."""
+
+
+class ModbusHardware(Section):
+    """Relay boards speaking Modbus RTU on one RS485 bus: locks on coils, doors on inputs."""
+
+    port: str = Field(default="/dev/ttyUSB0", min_length=1)
+    """Serial device of the USB-RS485 adapter; a /dev/serial/by-id/... path survives
+    re-plugging."""
+    baudrate: Annotated[
+        Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200],
+        BeforeValidator(int_from_digits),
+    ] = 9600
+    parity: Annotated[Literal["N", "E", "O"], BeforeValidator(upper)] = "N"
+    stopbits: Annotated[Literal[1, 2], BeforeValidator(int_from_digits)] = 1
+    timeout_ms: int = Field(default=200, ge=10, le=5000)
+    """How long to wait for a board's reply to one request."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Times a request is sent again after no reply or a corrupt one."""
+    inter_frame_gap_ms: int = Field(default=5, ge=0, le=1000)
+    """Silence kept between frames; never less than Modbus RTU's 3.5 characters."""
+    poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+    """Every board's coils and inputs are read this often: doors, and relays left on."""
+    first_coil_address: int = Field(default=0, ge=0, le=FIRST_ADDRESS_LIMIT)
+    """Modbus address of relay 1 (its coil; 0 in Waveshare's V2 protocol)."""
+    first_input_address: int = Field(default=0, ge=0, le=FIRST_ADDRESS_LIMIT)
+    """Modbus address of input 1 (its discrete input; 0 on the same boards)."""
+    door_closed_when: Literal["on", "off"] = "on"
+    """What a shut door's input reads: "on" for a reed switch or microswitch that closes
+    its contact when the door is shut (the usual wiring), "off" for one that opens it."""
 
 
 KEYPAD_LAYOUTS: Final = {"3x4": "123456789*0#", "4x4": "123A456B789C*0#D"}
@@ -126,10 +167,11 @@ class ScannerHardware(Section):
 
 
 class HardwareConfig(Section):
-    backend: Literal["simulated", "gpio", "rs485"] = "simulated"
+    backend: Literal["simulated", "gpio", "rs485", "modbus"] = "simulated"
     simulated: SimulatedHardware = SimulatedHardware()
     gpio: GpioHardware = GpioHardware()
     rs485: Rs485Hardware = Rs485Hardware()
+    modbus: ModbusHardware = ModbusHardware()
     keypad: KeypadHardware | None = None
     """Off unless a [hardware.keypad] section is present."""
     scanner: ScannerHardware | None = None

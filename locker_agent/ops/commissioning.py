@@ -75,6 +75,13 @@ def inverted_polarity(agent: Agent) -> str | None:
             f"its doors the other way round. Check one door by hand, then set "
             f"hardware.rs485.lock_bit_open_when_set = {str(not current).lower()}"
         )
+    if agent.config.hardware.backend == "modbus":
+        reading = agent.config.hardware.modbus.door_closed_when
+        return (
+            f"every door reads open and none is being unlocked: the door inputs probably read "
+            f"the other way round. Check one door by hand, then set "
+            f'hardware.modbus.door_closed_when = "{"off" if reading == "on" else "on"}"'
+        )
     return ("every door reads open and none is being unlocked: check the door sensors' "
             "wiring (hardware.gpio.door_closed_when)")
 
@@ -149,6 +156,8 @@ def _unlock_failure(agent: Agent, event: StoredEvent) -> str:
     hint = {
         "rs485": "check the RS485 wiring (A/B), the board's power and address switch, and "
                  "hardware.rs485.port and baudrate",
+        "modbus": "check the RS485 wiring (A/B), each board's power and unit address, and "
+                  "hardware.modbus.port, baudrate and parity",
         "gpio": "check the relay board's power and hardware.gpio",
     }.get(agent.config.hardware.backend, "check the lock hardware")
     return f"the lock board reported an error: {error}: {hint}"

@@ -372,19 +372,20 @@ def check_hardware(config: AgentConfig) -> Finding:
             f"hardware.backend = {backend!r}: no driver in locker-agent {__version__}; "
             "the agent will not start with it",
         )
-    if backend == "rs485":
-        port = Path(config.hardware.rs485.port)
+    if backend in ("rs485", "modbus"):
+        port = Path(config.hardware.modbus.port if backend == "modbus"
+                    else config.hardware.rs485.port)
         if not port.exists():
             return Finding(
                 "FAIL", "hardware", f"serial port {port} does not exist",
-                "plug in the RS485 adapter or set hardware.rs485.port",
+                f"plug in the RS485 adapter or set hardware.{backend}.port",
             )
         if not os.access(port, os.R_OK | os.W_OK):
             return Finding(
                 "FAIL", "hardware", f"serial port {port} is not readable and writable",
                 "add the service user to the dialout group",
             )
-        return Finding("PASS", "hardware", f"rs485 on {port}")
+        return Finding("PASS", "hardware", f"{backend} on {port}")
     chips = sorted(Path("/dev").glob("gpiochip*"))
     if not chips:
         return Finding("FAIL", "hardware", "no /dev/gpiochip*", "is this a Raspberry Pi?")

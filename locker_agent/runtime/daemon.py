@@ -210,7 +210,7 @@ def build_agent(config: AgentConfig, *, cloud: bool = True, api: bool = True) ->
         fail_closed(service, loss)
     agent = Agent(config, store, service, locks, doors, simulator, clock_trusted=clock_trusted)
     agent.courier_desk = CourierDesk(service, idle_timeout_s=policies.courier_session_idle_s)
-    subscribe_boards = getattr(doors, "subscribe_boards", None)  # lock-control boards (rs485)
+    subscribe_boards = getattr(doors, "subscribe_boards", None)  # boards on a bus (rs485, modbus)
     if subscribe_boards is not None:
         subscribe_boards(service.board_changed)
     agent.inputs.extend(build_code_inputs(config, locks))

@@ -1,7 +1,7 @@
 """Building the configured hardware: the lock backend, its door sensors, keypad and scanner.
 
 Drivers for real hardware are imported only when the config names them, so a simulated
-locker never loads gpiozero's pin backends or pyserial.
+locker never loads gpiozero's pin backends, pyserial or pymodbus.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from locker_agent.runtime.errors import StartupError
 
 if TYPE_CHECKING:
     from locker_agent.hardware.gpio import GpioLocker
+    from locker_agent.hardware.modbus import ModbusLocker
     from locker_agent.hardware.rs485 import Rs485Locker
 
 
@@ -47,6 +48,9 @@ def _build_backend(
     if backend == "gpio":
         gpio = _build_gpio(config)
         return gpio, gpio, None
+    if backend == "modbus":
+        modbus = _build_modbus(config)
+        return modbus, modbus, None
     rs485 = _build_rs485(config)
     return rs485, rs485, None
 
@@ -142,4 +146,27 @@ def _build_rs485(config: AgentConfig) -> Rs485Locker:
         answers_unlock=options.answers_unlock,
         fast_poll_interval_s=options.fast_poll_interval_ms / 1000,
         door_watch_s=options.door_watch_s,
+    )
+
+
+def _build_modbus(config: AgentConfig) -> ModbusLocker:
+    from locker_agent.config import parse_unit_channel
+    from locker_agent.hardware.modbus import ModbusLocker
+
+    options = config.hardware.modbus
+    compartments = config.compartments
+    return ModbusLocker(
+        {c.id: parse_unit_channel(str(c.lock)) for c in compartments},
+        {c.id: parse_unit_channel(str(c.sensor or c.lock)) for c in compartments},
+        port=options.port,
+        baudrate=options.baudrate,
+        parity=options.parity,
+        stopbits=options.stopbits,
+        timeout_ms=options.timeout_ms,
+        retries=options.retries,
+        inter_frame_gap_ms=options.inter_frame_gap_ms,
+        poll_interval_s=options.poll_interval_s,
+        first_coil_address=options.first_coil_address,
+        first_input_address=options.first_input_address,
+        door_closed_when=options.door_closed_when,
     )

@@ -69,6 +69,9 @@ def configure_logging(level: str = "INFO", fmt: str = "keyvalue") -> None:
     root.setLevel(level)
     for noisy in ("sqlalchemy", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pymodbus logs every unanswered request as an error; the modbus driver tells a unit going
+    # offline (and back) once, itself
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     # asyncio repeats some errors in a tight loop ("socket.accept() out of system resource"):
     # a flood of them must not fill the journal and push out what matters
     asyncio_logger = logging.getLogger("asyncio")

@@ -415,7 +415,9 @@ def test_policy_from_config_and_its_bounds(write_config: ConfigWriter, clean_env
             load_config(bad)
 
 
-@pytest.mark.parametrize("name", ["simulated", "example-gpio", "example-rs485"])
+@pytest.mark.parametrize(
+    "name", ["simulated", "example-gpio", "example-rs485", "example-modbus"]
+)
 def test_shipped_configs_spell_out_the_defaults(name: str, clean_env: None) -> None:
     config = load_config(REPO / "config" / f"{name}.toml")
     assert config.retention == RetentionConfig()
