@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ SCREENSHOTS_ENV = "KIOSK_SCREENSHOTS"
 """Set to a directory (e.g. docs/img) to save the main screens as kiosk-*.png."""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail(f"{CHROMIUM} is missing: bash scripts/ensure-system-packages.sh chromium")
@@ -34,14 +35,17 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def live(tmp_path: Path, clean_env: None) -> Iterator[LiveAgent]:
-    with LiveAgent(write_locker(tmp_path)) as agent:
+def live(request: pytest.FixtureRequest, tmp_path: Path, clean_env: None) -> Iterator[LiveAgent]:
+    """The agent; ``parametrize("live", [{...}], indirect=True)`` passes write_locker options."""
+    options = getattr(request, "param", {})
+    with LiveAgent(write_locker(tmp_path, **options)) as agent:
         yield agent
 
 
-@pytest.fixture
-def page(browser: Browser, live: LiveAgent) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1024, "height": 768})
+@contextmanager
+def kiosk_page(browser: Browser, live: LiveAgent, viewport: dict[str, int]) -> Iterator[Page]:
+    """The kiosk page in a fresh browser context; fails if it fetched anything off the locker."""
+    context = browser.new_context(viewport=viewport)
     kiosk = context.new_page()
     outside: list[str] = []
     kiosk.on("request", lambda r: outside.append(r.url) if not r.url.startswith(live.url) else None)
@@ -52,6 +56,12 @@ def page(browser: Browser, live: LiveAgent) -> Iterator[Page]:
     finally:
         context.close()
     assert outside == [], f"the page fetched from outside the locker: {outside}"
+
+
+@pytest.fixture
+def page(browser: Browser, live: LiveAgent) -> Iterator[Page]:
+    with kiosk_page(browser, live, {"width": 1024, "height": 768}) as kiosk:
+        yield kiosk
 
 
 def screenshot(page: Page, name: str) -> None:

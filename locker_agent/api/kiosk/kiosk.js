@@ -149,6 +149,9 @@ function touch() {
   clearTimeout(state.idleTimer);
   const timeout = (state.layout?.screen_timeout_s ?? 60) * 1000;
   state.idleTimer = setTimeout(idle, timeout);
+  // "done" goes back to the start a few seconds after the last touch, not while it is read
+  clearTimeout(state.doneTimer);
+  if (state.screen === "done") state.doneTimer = setTimeout(backToStart, DONE_SCREEN_S * 1000);
 }
 
 function idle() {
@@ -343,8 +346,7 @@ function allClosed() {
   state.completion = state.completion ?? "done.generic";
   const completion = state.completion;
   say("done-heading", () => t(completion));
-  show("done");
-  state.doneTimer = setTimeout(backToStart, DONE_SCREEN_S * 1000);
+  show("done");  // and back to the start DONE_SCREEN_S after the last touch
 }
 
 async function resync() {
