@@ -20,14 +20,33 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS_ENV = "KIOSK_SCREENSHOTS"
 """Set to a directory (e.g. docs/img) to save the main screens as kiosk-*.png."""
+BARE_BOARD_FONTS = Path("/usr/share/fonts/truetype/dejavu")
+"""The only system fonts of a bare board: whatever else this machine has installed (a CJK
+font, say), the browser sees DejaVu alone, so the kiosk must bring every other glyph."""
+
+
+def bare_board_fontconfig(directory: Path) -> dict[str, str]:
+    """The environment that shows Chromium only a bare board's fonts (if this machine has
+    them where Debian puts them; else its own fonts)."""
+    if not BARE_BOARD_FONTS.is_dir():
+        return {}
+    config = directory / "fonts.conf"
+    config.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig>\n'
+        f"  <dir>{BARE_BOARD_FONTS}</dir>\n  <cachedir>{directory / 'cache'}</cachedir>\n"
+        "</fontconfig>\n"
+    )
+    return {"FONTCONFIG_FILE": str(config)}
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail(f"{CHROMIUM} is missing: bash scripts/ensure-system-packages.sh chromium")
+    env = {**os.environ, **bare_board_fontconfig(tmp_path_factory.mktemp("fontconfig"))}
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                              env=env)
         try:
             yield chromium
         finally:

@@ -168,8 +168,11 @@ def font_problems(page: Page, cdp: CDPSession) -> list[str]:
     """Every shown text is drawn by the kiosk's font, or by the system Latin font that has
     its characters: no character falls back to a box or to a font the kiosk did not ship.
 
-    Chromium says which platform fonts drew each element's text (and how many glyphs each);
-    a character the system Latin font lacks must have been drawn by the kiosk font.
+    Chromium says which platform fonts drew each element's text, and how many glyphs each
+    (a box counts as a glyph of the font that drew it, so the fonts' own character maps say
+    whether it had the character): only the kiosk font and DejaVu Sans may be used, every
+    character must be in one of them, and the kiosk font must have drawn at least as many
+    glyphs as the text has characters that DejaVu Sans lacks.
     """
     page.evaluate("document.fonts.ready.then(() => true)")
     texts: list[str] = page.evaluate(_MARK_TEXTS)
