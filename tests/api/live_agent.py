@@ -39,6 +39,7 @@ enabled = false
 lock_pulse_ms = 50
 unlock_gap_ms = 0
 door_open_timeout_s = 10
+{lockout}
 
 [api]
 enabled = true
@@ -92,13 +93,19 @@ accessible = true
 
 
 def write_locker(
-    directory: Path, *, auto_close: float | bool = False, screen_timeout: float = 60
+    directory: Path,
+    *,
+    auto_close: float | bool = False,
+    screen_timeout: float = 60,
+    lockout_first_delay_s: float | None = None,
 ) -> Path:
     path = directory / "kiosk-locker.toml"
     path.write_text(LOCKER.format(
         state_dir=directory / "state",
         auto_close=str(auto_close).lower(),
         screen_timeout=screen_timeout,
+        lockout="" if lockout_first_delay_s is None
+        else f"lockout_first_delay_s = {lockout_first_delay_s}",
     ))
     return path
 

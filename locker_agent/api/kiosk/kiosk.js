@@ -13,6 +13,11 @@ const state = {
   lang: LANGUAGE_DEFAULT,
   texts: {},
   fallback: {},
+  catalogs: {},              // language -> its texts, all read at the start
+  said: new Map(),           // element id -> what it says, re-said in another language
+  waits: { customer: 0, courier: 0 },  // when each kind of code may be tried again (ms)
+  waitSaid: { customer: null, courier: null },  // why the keypad is off, per kind of code
+  waitTimer: null,
   mode: "customer",          // the entry screen takes a customer's code or a courier's
   screen: "entry",
   doors: new Map(),          // compartment id -> {place, state: opening|open|closed}
@@ -45,13 +50,26 @@ async function loadTexts(lang) {
   return response.json();
 }
 
-async function setLanguage(lang) {
-  try {
-    state.texts = lang === LANGUAGE_DEFAULT ? state.fallback : await loadTexts(lang);
-    state.lang = lang;
-  } catch (error) {
-    return;
-  }
+async function loadCatalogs(languages) {
+  // every language at once: a switch is instant and the buttons can name each language
+  await Promise.all(languages.map(async (lang) => {
+    if (state.catalogs[lang]) return;
+    try { state.catalogs[lang] = await loadTexts(lang); } catch (error) { /* not offered */ }
+  }));
+}
+
+// What an element says, kept as how to say it, so a language switch says it again.
+function say(id, render) {
+  if (render) state.said.set(id, render); else state.said.delete(id);
+  const text = render ? render() : "";
+  $(id).textContent = text;
+  return text;
+}
+
+function setLanguage(lang) {
+  if (!state.catalogs[lang]) return;
+  state.texts = state.catalogs[lang];
+  state.lang = lang;
   document.documentElement.lang = lang;
   for (const element of document.querySelectorAll("[data-i18n]")) {
     element.textContent = t(element.dataset.i18n);
@@ -63,11 +81,11 @@ async function setLanguage(lang) {
     button.setAttribute("aria-pressed", String(button.dataset.lang === lang));
   }
   document.title = t("title");
+  for (const [id, render] of state.said) $(id).textContent = render();
+  $("door-news").textContent = "";  // old news, not to be read out again
   renderEntry();
   renderOpening();
   renderCourier();
-  const heading = $("done-heading");
-  if (state.completion) heading.textContent = t(state.completion);
 }
 
 function languageButtons(languages) {
@@ -78,7 +96,7 @@ function languageButtons(languages) {
     button.type = "button";
     button.dataset.lang = lang;
     button.lang = lang;
-    button.textContent = lang === "zh-Hant" ? "中文" : lang.toUpperCase();
+    button.textContent = state.catalogs[lang]?.["lang.button"] ?? lang.toUpperCase();
     button.addEventListener("click", () => { touch(); setLanguage(lang); });
     nav.append(button);
   }
@@ -131,6 +149,9 @@ function touch() {
   clearTimeout(state.idleTimer);
   const timeout = (state.layout?.screen_timeout_s ?? 60) * 1000;
   state.idleTimer = setTimeout(idle, timeout);
+  // "done" goes back to the start a few seconds after the last touch, not while it is read
+  clearTimeout(state.doneTimer);
+  if (state.screen === "done") state.doneTimer = setTimeout(backToStart, DONE_SCREEN_S * 1000);
 }
 
 function idle() {
@@ -151,17 +172,59 @@ function backToStart() {
   state.completion = null;
   state.mode = "customer";
   $("code").value = "";
-  setError("");
+  setError(null);
   if (state.lang !== LANGUAGE_DEFAULT) setLanguage(LANGUAGE_DEFAULT);
   renderEntry();
   show("entry");
 }
 
-function setError(text) {
+function setError(render) {
   const box = $("entry-error");
-  box.textContent = text;
+  const text = say("entry-error", render);
   box.hidden = !text;
   box.classList.toggle("error", Boolean(text));
+}
+
+// ---------------------------------------------------------------- waiting after wrong codes
+
+function secondsLeft(mode = state.mode) {
+  return Math.max(0, Math.ceil((state.waits[mode] - performance.now()) / 1000));
+}
+
+function startWait(seconds, why) {
+  // the API said how long this kind of code must wait: count it down, keypad off till 0
+  state.waits[state.mode] = performance.now() + seconds * 1000;
+  state.waitSaid[state.mode] = why;
+  showWait();
+  if (state.screen === "entry") $("entry-wait").focus();
+}
+
+function showWait(ended = false) {
+  // the entry screen as the wait of its kind of code (customer's or courier's) has it;
+  // ``ended``: the countdown on screen just reached 0, so say the keypad is back
+  const waiting = secondsLeft() > 0;
+  $("code").disabled = waiting;
+  $("submit").disabled = waiting;
+  for (const key of $("keypad").querySelectorAll("button")) key.disabled = waiting;
+  $("entry-wait").hidden = !waiting;
+  clearInterval(state.waitTimer);
+  if (waiting) {
+    say("entry-wait", () => t("wait.left", { seconds: secondsLeft() }));
+    setError(state.waitSaid[state.mode]);
+    state.waitTimer = setInterval(tickWait, 200);
+  } else {
+    say("entry-wait", null);
+    if (ended) {
+      setError(() => t("wait.over"));
+      if (state.screen === "entry") $("code").focus();
+    }
+  }
+}
+
+function tickWait() {
+  if (secondsLeft() <= 0) { showWait(true); return; }
+  const text = t("wait.left", { seconds: secondsLeft() });
+  if ($("entry-wait").textContent !== text) $("entry-wait").textContent = text;
 }
 
 function renderEntry() {
@@ -170,6 +233,7 @@ function renderEntry() {
   $("entry-hint").textContent = t(courier ? "entry.courierHint" : "entry.hint");
   $("to-courier").hidden = courier || !state.layout?.courier_mode;
   $("to-customer").hidden = !courier;
+  showWait();
 }
 
 // ---------------------------------------------------------------- doors
@@ -231,15 +295,22 @@ function replaySince(mark) {
   for (const { n, message } of state.recent) if (n > mark) onLive(message);
 }
 
+function announce(door) {
+  // one sentence for a screen reader, through the polite live region
+  $("door-news").textContent = t("door.news", {
+    label: door.place.label, state: t(`door.${door.state}`),
+  });
+}
+
 function onLive(message) {
   const id = message.compartment?.id;
   if (message.type === "hello") { resync(); return; }
   if (!id || !state.doors.has(id)) return;
   const door = state.doors.get(id);
-  if (message.type === "door_opened") door.state = "open";
-  else if (message.type === "door_closed") door.state = "closed";
+  if (message.type === "door_opened") { door.state = "open"; announce(door); }
+  else if (message.type === "door_closed") { door.state = "closed"; announce(door); }
   else if (COMPLETIONS[message.type]) state.completion = COMPLETIONS[message.type];
-  else if (message.type === "door_jammed") $(noteId()).textContent = t("problem.jammedRetry");
+  else if (message.type === "door_jammed") say(noteId(), () => t("problem.jammedRetry"));
   else if (message.type === "unlock_abandoned") { doorFailed(id); return; }
   else return;
   touch();
@@ -256,26 +327,26 @@ function noteId() { return state.session ? "courier-message" : "opening-note"; }
 function doorFailed(id) {
   state.doors.delete(id);
   if (state.session) {
-    $("courier-message").textContent = t("problem.notOpened");
+    say("courier-message", () => t("problem.notOpened"));
     renderCourier();
     return;
   }
-  $("problem-heading").textContent = t("problem.notOpened");
+  say("problem-heading", () => t("problem.notOpened"));
   show("problem");
 }
 
 function allClosed() {
   if (state.session) {
     state.doors.clear();
-    $("courier-message").textContent = t("courier.closed");
+    say("courier-message", () => t("courier.closed"));
     refreshSession();
     return;
   }
   if (state.screen !== "opening") return;
   state.completion = state.completion ?? "done.generic";
-  $("done-heading").textContent = t(state.completion);
-  show("done");
-  state.doneTimer = setTimeout(backToStart, DONE_SCREEN_S * 1000);
+  const completion = state.completion;
+  say("done-heading", () => t(completion));
+  show("done");  // and back to the start DONE_SCREEN_S after the last touch
 }
 
 async function resync() {
@@ -306,16 +377,17 @@ function connectLive() {
 
 function typeKey(key) {
   const input = $("code");
+  if (input.disabled) return;
   if (key === "clear") input.value = "";
   else if (key === "back") input.value = input.value.slice(0, -1);
   else if (input.value.length < 300) input.value += key;
-  setError("");
+  setError(null);
   touch();
 }
 
 async function submitCode() {
   const text = $("code").value.trim();
-  if (!text) return;
+  if (!text || secondsLeft() > 0) return;
   const courier = state.mode === "courier";
   const path = courier ? "/api/kiosk/courier/sign-in"
     : /^\d+$/.test(text) ? "/api/kiosk/code" : "/api/kiosk/scan";
@@ -325,14 +397,26 @@ async function submitCode() {
   const { body: outcome } = await api("POST", path, body);
   $("submit").disabled = false;
   $("code").value = "";
-  if (!outcome.ok) { setError(reasonText(outcome)); $("code").focus(); return; }
-  setError("");
+  if (!outcome.ok) { refused(outcome); return; }
+  setError(null);
   if (courier) { startCourier(outcome.session); return; }
   trackDoors(outcome.compartments ?? []);
-  $("opening-note").textContent = "";
+  say("opening-note", null);
   renderOpening();
   show("opening");
   replaySince(mark);
+}
+
+function refused(outcome) {
+  const wait = Number(outcome.retry_after_s ?? 0);
+  if (wait > 0) {
+    // the code was wrong and the next try must wait (or the wait was already on): say both
+    const reason = outcome.reason === "locked_out" ? null : outcome;
+    startWait(wait, () => (reason ? `${reasonText(reason)} ` : "") + t("wait.why"));
+    return;
+  }
+  setError(() => reasonText(outcome));
+  $("code").focus();
 }
 
 // ---------------------------------------------------------------- courier
@@ -340,7 +424,7 @@ async function submitCode() {
 function startCourier(session) {
   state.session = session;
   state.doors.clear();
-  $("courier-message").textContent = "";
+  say("courier-message", null);
   renderCourier();
   show("courier");
 }
@@ -378,7 +462,7 @@ function renderCourier() {
   panel.hidden = state.doors.size === 0;
   if (state.doors.size) {
     doorList($("courier-doors"));
-    $("courier-message").textContent = openingHeading("courier.open");
+    say("courier-message", () => openingHeading("courier.open"));
   }
 }
 
@@ -392,7 +476,7 @@ async function courierStep(path, body) {
   if (status === 404) { sessionEnded(); return; }
   if (outcome.session) state.session = outcome.session;
   if (!outcome.ok) {
-    $("courier-message").textContent = reasonText(outcome);
+    say("courier-message", () => reasonText(outcome));
     renderCourier();
     return;
   }
@@ -412,7 +496,7 @@ async function refreshSession() {
 function sessionEnded() {
   state.session = null;
   state.doors.clear();
-  $("problem-heading").textContent = t("problem.sessionEnded");
+  say("problem-heading", () => t("problem.sessionEnded"));
   show("problem");
 }
 
@@ -430,9 +514,9 @@ function wire() {
     if (key) { typeKey(key); $("code").focus(); }
   });
   $("entry-form").addEventListener("submit", (event) => { event.preventDefault(); submitCode(); });
-  $("code").addEventListener("input", () => { setError(""); touch(); });
+  $("code").addEventListener("input", () => { setError(null); touch(); });
   $("to-courier").addEventListener("click", () => {
-    state.mode = "courier"; renderEntry(); setError(""); $("code").focus(); touch();
+    state.mode = "courier"; setError(null); renderEntry(); $("code").focus(); touch();
   });
   $("to-customer").addEventListener("click", () => backToStart());
   $("done-ok").addEventListener("click", () => backToStart());
@@ -476,11 +560,14 @@ function wire() {
 async function main() {
   wire();
   state.fallback = await loadTexts(LANGUAGE_DEFAULT);
+  state.catalogs[LANGUAGE_DEFAULT] = state.fallback;
   state.texts = state.fallback;
   const { status, body } = await api("GET", "/api/kiosk/layout");
   if (status === 200) state.layout = body;
-  languageButtons(state.layout?.languages ?? [LANGUAGE_DEFAULT]);
-  await setLanguage(LANGUAGE_DEFAULT);
+  const languages = state.layout?.languages ?? [LANGUAGE_DEFAULT];
+  await loadCatalogs(languages);
+  languageButtons(languages.filter((lang) => state.catalogs[lang]));
+  setLanguage(LANGUAGE_DEFAULT);
   connectLive();
   document.body.dataset.ready = "true";
   show("entry");
