@@ -22,6 +22,9 @@ from tests.support.mosquitto import MosquittoBroker, free_port, mosquitto  # noq
 
 TOKEN = "depot-token-0123456789"
 REAL_LOCKER = "real-locker"
+REAL_FRONT = {"A01": (1, 1), "A02": (2, 1), "A03": (3, 1), "A04": (1, 2), "A05": (2, 2),
+              "A06": (3, 2)}
+"""The real locker's front: two columns of three doors, A06 (XL) at the bottom right."""
 
 
 @pytest.fixture
@@ -32,13 +35,19 @@ def operator_key() -> Ed25519PrivateKey:
 @pytest.fixture
 def real_agent(write_config: ConfigWriter, mosquitto: MosquittoBroker,  # noqa: F811
                operator_key: Ed25519PrivateKey) -> Iterator[AgentThread]:
-    """A real simulated locker: doors spring open on a pulse; two remote openings allowed."""
+    """A real simulated locker: doors spring open on a pulse; two remote openings allowed;
+    its doors placed on a front of 2 columns x 3 rows (``REAL_FRONT``)."""
     config = write_config(
         locker_id=REAL_LOCKER,
         mqtt={"host": mosquitto.host, "port": mosquitto.port, "reconnect_min_s": 0.1,
               "reconnect_max_s": 0.5, "operator_public_key": public_key_base64(operator_key)},
         policies={"remote_open_limit": 2, "remote_open_window_s": 3600},
     )
+    text = config.read_text()
+    for compartment_id, (row, column) in REAL_FRONT.items():
+        text = text.replace(f'id = "{compartment_id}"\n',
+                            f'id = "{compartment_id}"\nrow = {row}\ncolumn = {column}\n')
+    config.write_text(text)
     with AgentThread(config) as agent:
         yield agent
 

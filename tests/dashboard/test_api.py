@@ -14,7 +14,13 @@ from fastapi.testclient import TestClient
 from locker_agent.ctl.dashboard.auth import Sessions, WeakToken
 from locker_agent.domain.model import DoorState
 from tests.cloud.harness import AgentThread
-from tests.dashboard.conftest import REAL_LOCKER, TOKEN, Dashboard, DashboardFactory
+from tests.dashboard.conftest import (
+    REAL_FRONT,
+    REAL_LOCKER,
+    TOKEN,
+    Dashboard,
+    DashboardFactory,
+)
 
 
 @pytest.fixture
@@ -73,6 +79,8 @@ def test_the_snapshot_shows_the_real_locker(http: TestClient) -> None:
     assert tile["free_by_size"] == {"S": 3, "M": 1, "L": 1, "XL": 1}
     detail = http.get(f"/api/lockers/{REAL_LOCKER}").json()
     assert [c["id"] for c in detail["compartments"]] == ["A01", "A02", "A03", "A04", "A05", "A06"]
+    # the agent publishes where each door is, from its config's row and column
+    assert {c["id"]: (c["row"], c["column"]) for c in detail["compartments"]} == REAL_FRONT
     assert http.get("/api/lockers/nowhere").status_code == 404
 
 
