@@ -97,12 +97,13 @@ class Dashboard:
     fleet: Fleet
     client: FleetClient
 
-    def wait_for_locker(self, locker_id: str, compartments: int, timeout: float = 10) -> None:
+    def wait_for_locker(self, locker_id: str, compartments: int, timeout: float = 10, *,
+                        online: bool = True) -> None:
         deadline = time.monotonic() + timeout
         while True:
             found = self.fleet.locker(locker_id)
             if found and len(found["compartments"]) >= compartments \
-                    and found["summary"]["online"]:
+                    and found["summary"]["online"] is online:
                 return
             assert time.monotonic() < deadline, f"{locker_id} never showed up: {found}"
             time.sleep(0.02)

@@ -58,8 +58,8 @@ def test_nothing_is_shown_or_done_without_signing_in(
     assert response.status_code == 401
     anna, ben = operators_file.tokens["ops-anna"], operators_file.tokens["ops-ben"]
     ben_secret = ben.rpartition(".")[2]
-    for wrong in ("guess-guess-guess", f"ops-anna.{ben_secret}", f"nobody.{ben_secret}",
-                  f"ops-ben.{ben_secret}x", "ops-anna.", ".", ""):
+    # (each failure costs half a second; tests/dashboard/test_sessions.py tries many more)
+    for wrong in ("guess-guess-guess", f"ops-anna.{ben_secret}"):
         assert http.post("/api/session", json={"token": wrong}).status_code == 401, wrong
     # the page no longer says who signs in: the token does
     assert http.post("/api/session",

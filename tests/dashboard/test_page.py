@@ -215,16 +215,21 @@ def test_signing_out_ends_the_event_stream_of_every_tab_of_that_session(
     ben's page stays live."""
     anna, ben = browser.new_context(), browser.new_context()
     try:
-        first, second, bens = anna.new_page(), anna.new_page(), ben.new_page()
+        # (each tab is brought to the front before use: Chromium throttles a background
+        # tab's animation frames, which the page and playwright's clicks wait for)
+        first = anna.new_page()
         first.goto(dashboard_url)
         signed_in(first, operators_file.tokens["ops-anna"], "ops-anna")
+        second = anna.new_page()
         second.goto(dashboard_url)  # the same session's cookie: no sign-in needed
         expect(second.locator("#operator")).to_have_text("ops-anna")
         expect(second.locator("#link")).to_have_text("live")
+        bens = ben.new_page()
         bens.goto(dashboard_url)
         signed_in(bens, operators_file.tokens["ops-ben"], "ops-ben")
         expect(bens.locator("#link")).to_have_text("live")
 
+        first.bring_to_front()
         first.click("#sign-out")
         expect(first.locator("#sign-in")).to_be_visible()
         # no request of the second tab's own asked: the server ended its stream

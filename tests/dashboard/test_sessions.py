@@ -56,6 +56,9 @@ def test_a_token_signs_in_only_the_operator_it_was_made_for(tmp_path: Path) -> N
     assert registry.verify(f"ops-anna.{ben_secret}") is None  # ben's secret, anna's name
     assert registry.verify(f"ops-ben.{ben_secret}")  # what ben was given
     assert registry.verify("ops-cleo." + ben_secret) is None
+    for malformed in ("", ".", "ops-anna.", ".ops-anna", "ops-anna", f"ops-ben.{ben_secret}x",
+                      f"ops ben.{ben_secret}", ben + "." * 300):
+        assert registry.verify(malformed) is None, malformed
     with pytest.raises(OperatorsFileError, match="already an operator"):
         operators.add(path, "ops-anna")
     with pytest.raises(ValueError, match="not a valid operator name"):
