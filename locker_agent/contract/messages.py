@@ -314,6 +314,16 @@ class CompartmentMessage(_Strict):
     assignment_ids: list[str]
     out_of_service_reason: str | None = None
     updated_at: datetime
+    row: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="where the door is on the locker's front: 1 = the top row; left out when "
+        "the locker's config does not say",
+    )
+    column: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        description="where the door is on the locker's front: 1 = the leftmost column; left "
+        "out when the locker's config does not say",
+    )
 
 
 class TelemetryMessage(_Strict):

@@ -27,6 +27,7 @@ from locker_agent.contract.signing import public_key_base64
 from locker_agent.contract.tokens import key_id, sign_courier_token, sign_pickup_token
 from locker_agent.contract.topics import COMMAND_NAME_CHARS
 from locker_agent.ctl.client import CtlError, Received
+from locker_agent.ctl.dashboard.cli import add_operator_parser
 from locker_agent.ctl.dashboard.cli import add_parser as add_dashboard_parser
 from locker_agent.ctl.options import (
     EXIT_OK,
@@ -153,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     keygen.set_defaults(handler=_keygen)
     _sign_token_parser(sub)
     dashboard = add_dashboard_parser(sub)
+    add_operator_parser(sub)
 
     for subparser in (send, watch, fleet, dashboard):
         connection_options(subparser, defaults=False)

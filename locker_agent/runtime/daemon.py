@@ -304,9 +304,11 @@ def build_cloud_link(agent: Agent) -> None:
     security = config.security
     policies = RuntimePolicies.from_config(config.policies, agent.store.policy_overrides())
     labels = {c.id: c.label or c.id for c in config.compartments}
+    positions = {c.id: (c.row, c.column) for c in config.compartments}
 
     def view(compartment_id: str) -> dict[str, Any]:
-        return compartment_message(service.locker, compartment_id, labels, service.now())
+        return compartment_message(service.locker, compartment_id, labels, service.now(),
+                                   positions=positions)
 
     boot_id = str(uuid.uuid4())
     processor = CommandProcessor(

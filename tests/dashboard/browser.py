@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 CHROMIUM = os.environ.get("LOCKER_AGENT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -29,3 +29,16 @@ def screenshot(page: Page, name: str) -> None:
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(directory) / f"dashboard-{name}.png"))
+
+
+def sign_in(page: Page, token: str) -> None:
+    """Sign in on the page's form with an operator's token (the token says who)."""
+    page.fill("input[name=token]", token)
+    page.click("#sign-in button[type=submit]")
+
+
+def signed_in(page: Page, token: str, operator: str) -> None:
+    """Sign in and wait for the fleet view to show ``operator`` and its first snapshot."""
+    sign_in(page, token)
+    expect(page.locator("#operator")).to_have_text(operator)
+    page.wait_for_selector("body[data-rendered]")

@@ -10,9 +10,11 @@ the whole simulated fleet, which keeps 1,000 lockers cheap.
 from __future__ import annotations
 
 import json
+import tomllib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -25,6 +27,14 @@ from locker_agent.domain.locker import Locker
 from locker_agent.domain.model import Compartment, DoorState
 
 SIZES = ("S", "M", "L", "XL")
+
+
+@dataclass(frozen=True)
+class PlacedCompartment:
+    id: str
+    size: str
+    row: int | None = None
+    column: int | None = None
 
 
 @dataclass
@@ -43,26 +53,41 @@ class SimulatedLocker:
         ).model_dump(mode="json")
 
 
+def front_of(config: Path) -> list[PlacedCompartment]:
+    """The compartments of a locker config, with their row and column on the front."""
+    with config.open("rb") as file:
+        entries = tomllib.load(file)["compartments"]
+    return [PlacedCompartment(e["id"], e["size"], e.get("row"), e.get("column"))
+            for e in entries]
+
+
 def simulated_locker(locker_id: str, *, compartments: int = 24, reserved: int = 3,
-                     out_of_service: int = 1, online: bool = True) -> SimulatedLocker:
+                     out_of_service: int = 1, online: bool = True,
+                     front: list[PlacedCompartment] | None = None,
+                     ids: str = "C{n:02d}") -> SimulatedLocker:
+    """A locker of ``compartments`` doors named by ``ids`` (``{n}`` from 1), placed nowhere;
+    or, with ``front``, exactly those doors at their places."""
     now = datetime.now(UTC)
+    front = front or [PlacedCompartment(ids.format(n=n + 1), SIZES[n % len(SIZES)])
+                      for n in range(compartments)]
     locker = Locker(
         locker_id,
-        [Compartment(id=f"C{n + 1:02d}", size=SIZES[n % len(SIZES)], door=DoorState.CLOSED)
-         for n in range(compartments)],
+        [Compartment(id=place.id, size=place.size, door=DoorState.CLOSED) for place in front],
         CodeHasher(b"simulated-fleet-secret-32-bytes!"),
     )
     for n in range(reserved):
         locker.reserve(f"{locker_id}-p{n}", pickup_code=f"{48291370 + n}", now=now,
                        hold_seconds=72 * 3600, reservation_ttl_s=24 * 3600, size="S")
-    for n in range(out_of_service):
-        locker.set_compartment_service(f"C{compartments - n:02d}", in_service=False,
-                                       reason="damaged hinge", now=now)
+    for place in front[len(front) - out_of_service:]:
+        locker.set_compartment_service(place.id, in_service=False, reason="damaged hinge",
+                                       now=now)
     status = StatusMessage(
         online=online, locker_id=locker_id, version="sim", boot_id=str(uuid.uuid4()),
         since=now, in_service=locker.in_service, free_by_size=locker.free_by_size(),
     ).model_dump(mode="json")
-    views = {cid: compartment_message(locker, cid, {}, now) for cid in locker.compartments}
+    positions = {place.id: (place.row, place.column) for place in front}
+    views = {cid: compartment_message(locker, cid, {}, now, positions=positions)
+             for cid in locker.compartments}
     return SimulatedLocker(locker_id, status, views)
 
 

@@ -11,10 +11,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from locker_agent.ctl.dashboard.auth import Sessions, WeakToken
 from locker_agent.domain.model import DoorState
 from tests.cloud.harness import AgentThread
-from tests.dashboard.conftest import REAL_LOCKER, TOKEN, Dashboard, DashboardFactory
+from tests.dashboard.conftest import (
+    REAL_FRONT,
+    REAL_LOCKER,
+    Dashboard,
+    DashboardFactory,
+    OperatorsFile,
+)
 
 
 @pytest.fixture
@@ -31,8 +36,8 @@ def http(signed_dashboard: Dashboard) -> Iterator[TestClient]:
         yield client
 
 
-def sign_in(http: TestClient, operator: str = "ops-anna") -> None:
-    response = http.post("/api/session", json={"operator": operator, "token": TOKEN})
+def sign_in(http: TestClient, token: str) -> None:
+    response = http.post("/api/session", json={"token": token})
     assert response.status_code == 200, response.text
 
 
@@ -42,29 +47,30 @@ def door(agent: AgentThread, compartment_id: str) -> DoorState:
     return agent.call(lambda: simulator.read()[compartment_id])
 
 
-def test_nothing_is_shown_or_done_without_signing_in(http: TestClient) -> None:
+def test_nothing_is_shown_or_done_without_signing_in(
+    http: TestClient, operators_file: OperatorsFile
+) -> None:
     assert http.get("/api/fleet").status_code == 401
     assert http.get(f"/api/lockers/{REAL_LOCKER}").status_code == 401
     assert http.get("/api/stream").status_code == 401
     response = http.post(f"/api/lockers/{REAL_LOCKER}/open",
                          json={"compartment_id": "A01", "reason": "x"})
     assert response.status_code == 401
-    wrong = http.post("/api/session", json={"operator": "ops-anna", "token": "guess-guess-guess"})
-    assert wrong.status_code == 401
-    bad_name = http.post("/api/session", json={"operator": "a b/c", "token": TOKEN})
-    assert bad_name.status_code == 401
+    anna, ben = operators_file.tokens["ops-anna"], operators_file.tokens["ops-ben"]
+    ben_secret = ben.rpartition(".")[2]
+    # (each failure costs half a second; tests/dashboard/test_sessions.py tries many more)
+    for wrong in ("guess-guess-guess", f"ops-anna.{ben_secret}"):
+        assert http.post("/api/session", json={"token": wrong}).status_code == 401, wrong
+    # the page no longer says who signs in: the token does
+    assert http.post("/api/session",
+                     json={"operator": "ops-ben", "token": anna}).status_code == 422
     assert http.get("/api/fleet").status_code == 401
     # the page itself (no data in it) loads, to offer the sign-in form
     assert "sign-in" in http.get("/").text
 
 
-def test_a_short_token_is_refused() -> None:
-    with pytest.raises(WeakToken):
-        Sessions("short")
-
-
-def test_the_snapshot_shows_the_real_locker(http: TestClient) -> None:
-    sign_in(http)
+def test_the_snapshot_shows_the_real_locker(http: TestClient, token: str) -> None:
+    sign_in(http, token)
     assert http.get("/api/session").json() == {"operator": "ops-anna"}
     lockers = {s["id"]: s for s in http.get("/api/fleet").json()["lockers"]}
     tile = lockers[REAL_LOCKER]
@@ -73,13 +79,15 @@ def test_the_snapshot_shows_the_real_locker(http: TestClient) -> None:
     assert tile["free_by_size"] == {"S": 3, "M": 1, "L": 1, "XL": 1}
     detail = http.get(f"/api/lockers/{REAL_LOCKER}").json()
     assert [c["id"] for c in detail["compartments"]] == ["A01", "A02", "A03", "A04", "A05", "A06"]
+    # the agent publishes where each door is, from its config's row and column
+    assert {c["id"]: (c["row"], c["column"]) for c in detail["compartments"]} == REAL_FRONT
     assert http.get("/api/lockers/nowhere").status_code == 404
 
 
 def test_open_reaches_the_locker_its_door_opens_and_a_refusal_is_explained(
-    http: TestClient, signed_dashboard: Dashboard, real_agent: AgentThread
+    http: TestClient, signed_dashboard: Dashboard, real_agent: AgentThread, token: str
 ) -> None:
-    sign_in(http)
+    sign_in(http, token)
     assert door(real_agent, "A03") == DoorState.CLOSED
     response = http.post(f"/api/lockers/{REAL_LOCKER}/open",
                          json={"compartment_id": "A03", "reason": "customer stuck"})
@@ -125,12 +133,12 @@ def test_open_reaches_the_locker_its_door_opens_and_a_refusal_is_explained(
 
 
 def test_an_unsigned_dashboard_is_refused_where_the_locker_wants_signatures(
-    make_dashboard: DashboardFactory, real_agent: AgentThread
+    make_dashboard: DashboardFactory, real_agent: AgentThread, token: str
 ) -> None:
     dashboard = make_dashboard(sign_with=None)
     dashboard.wait_for_locker(REAL_LOCKER, 6)
     with TestClient(dashboard.app) as http:
-        sign_in(http)
+        sign_in(http, token)
         body = http.post(f"/api/lockers/{REAL_LOCKER}/open",
                          json={"compartment_id": "A01", "reason": "x"}).json()
         assert body["ok"] is False and body["code"] == "bad_signature"
@@ -138,8 +146,8 @@ def test_an_unsigned_dashboard_is_refused_where_the_locker_wants_signatures(
     assert door(real_agent, "A01") == DoorState.CLOSED
 
 
-def test_service_and_sync(http: TestClient) -> None:
-    sign_in(http)
+def test_service_and_sync(http: TestClient, operators_file: OperatorsFile) -> None:
+    sign_in(http, operators_file.tokens["ops-ben"])
     missing = http.post(f"/api/lockers/{REAL_LOCKER}/service",
                         json={"compartment_id": "A02", "in_service": False})
     assert missing.status_code == 422 and "why" in missing.json()["detail"]
@@ -153,7 +161,7 @@ def test_service_and_sync(http: TestClient) -> None:
             break
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    assert cells["A02"]["out_of_service_reason"] == "broken hinge (ops-anna)"
+    assert cells["A02"]["out_of_service_reason"] == "broken hinge (ops-ben)"
     whole = http.post(f"/api/lockers/{REAL_LOCKER}/service",
                       json={"in_service": False, "reason": "cleaning"})
     assert whole.json()["reply"]["result"]["in_service"] is False
@@ -167,8 +175,10 @@ def test_service_and_sync(http: TestClient) -> None:
     assert bad.status_code == 422
 
 
-def test_a_write_another_site_made_the_browser_send_is_refused(http: TestClient) -> None:
-    sign_in(http)
+def test_a_write_another_site_made_the_browser_send_is_refused(
+    http: TestClient, token: str
+) -> None:
+    sign_in(http, token)
     for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
                     {"Origin": "http://evil.example"}):
         refused = http.post(f"/api/lockers/{REAL_LOCKER}/sync", headers=headers)
@@ -179,12 +189,11 @@ def test_a_write_another_site_made_the_browser_send_is_refused(http: TestClient)
 
 
 def test_the_stream_starts_with_a_snapshot_and_then_sends_only_changes(
-    signed_dashboard: Dashboard, serve, real_agent: AgentThread  # type: ignore[no-untyped-def]
+    signed_dashboard: Dashboard, serve, real_agent: AgentThread, token: str  # type: ignore[no-untyped-def]
 ) -> None:
     url = serve(signed_dashboard.app)
     with httpx.Client(base_url=url, timeout=10) as client:
-        assert client.post("/api/session",
-                           json={"operator": "ops-anna", "token": TOKEN}).status_code == 200
+        assert client.post("/api/session", json={"token": token}).status_code == 200
         with client.stream("GET", "/api/stream") as stream:
             frames = stream.iter_lines()
             kinds: list[tuple[str, dict[str, object]]] = []

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from playwright.sync_api import sync_playwright
 
 from tests.dashboard.browser import CHROMIUM_ARGS, chromium_path
-from tests.dashboard.conftest import TOKEN, DashboardFactory
+from tests.dashboard.conftest import DashboardFactory
 from tests.dashboard.fleet_sim import FleetPublisher, simulated_locker
 from tests.support.mosquitto import MosquittoBroker
 
@@ -31,7 +31,7 @@ BUDGET_S = 2.0
 @pytest.mark.slow
 def test_a_thousand_lockers_render_in_under_two_seconds(
     mosquitto: MosquittoBroker, make_dashboard: DashboardFactory,
-    serve: Callable[[FastAPI], str],
+    serve: Callable[[FastAPI], str], token: str,
 ) -> None:
     lockers = [simulated_locker(f"L{n:04d}", compartments=COMPARTMENTS, reserved=n % 7,
                                 out_of_service=n % 2) for n in range(LOCKERS)]
@@ -55,7 +55,7 @@ def test_a_thousand_lockers_render_in_under_two_seconds(
         try:
             context = browser.new_context(viewport={"width": 1366, "height": 900})
             signed = context.request.post(f"{url}/api/session",
-                                          data={"operator": "bench", "token": TOKEN})
+                                          data={"token": token})
             assert signed.ok, signed.text()
             page = context.new_page()
             for _ in range(3):

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from locker_agent.ctl.dashboard.fleet import Fleet
-from tests.dashboard.fleet_sim import SimulatedLocker, simulated_locker
+from tests.conftest import REPO
+from tests.dashboard.fleet_sim import SimulatedLocker, front_of, simulated_locker
 
 
 def feed(fleet: Fleet, topic: str, document: dict[str, Any] | bytes, *,
@@ -174,3 +175,30 @@ def test_a_flood_of_huge_and_odd_messages_keeps_the_dashboard_bounded() -> None:
         feed(fleet, "L1/events", {"id": f"x{n}", "type": "ping"})
     drained = fleet.drain()
     assert drained is not None and len(drained["events"]) <= 2_000
+
+
+def test_a_place_on_the_front_is_kept_only_if_it_is_one() -> None:
+    fleet = Fleet()
+    locker = simulated_locker("L-1", front=front_of(REPO / "config" / "example-rs485.toml"))
+    load(fleet, locker)
+    found = fleet.locker("L-1")
+    assert found is not None
+    places = {c["id"]: (c["row"], c["column"]) for c in found["compartments"]}
+    assert places["A01"] == (1, 1) and places["D06"] == (6, 4) and len(places) == 24
+    for bad in (0, -1, 65, True, "2", 2.5, None, [1]):
+        feed(fleet, "L-1/compartments/A01", {**locker.compartments["A01"], "row": bad})
+        found = fleet.locker("L-1")
+        assert found is not None
+        cell = next(c for c in found["compartments"] if c["id"] == "A01")
+        assert "row" not in cell and cell["column"] == 1, bad
+
+
+def test_lockers_and_compartments_come_in_natural_order() -> None:
+    fleet = Fleet()
+    for locker_id in ("L-10", "L-9", "L-100"):
+        load(fleet, simulated_locker(locker_id, compartments=11, ids="C{n}"))
+    assert fleet.ids() == ["L-9", "L-10", "L-100"]
+    assert [s["id"] for s in fleet.snapshot()["lockers"]] == ["L-9", "L-10", "L-100"]
+    found = fleet.locker("L-9")
+    assert found is not None
+    assert [c["id"] for c in found["compartments"]] == [f"C{n}" for n in range(1, 12)]

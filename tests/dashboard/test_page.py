@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from locker_agent.ctl.client import ConnectionOptions, FleetClient
 from locker_agent.domain.model import DoorState
 from tests.cloud.harness import AgentThread
-from tests.dashboard.browser import CHROMIUM_ARGS, chromium_path, screenshot
-from tests.dashboard.conftest import REAL_LOCKER, TOKEN, DashboardFactory
+from tests.dashboard.browser import screenshot, sign_in, signed_in
+from tests.dashboard.conftest import REAL_LOCKER, DashboardFactory, OperatorsFile
 from tests.dashboard.fleet_sim import FleetPublisher, SimulatedLocker, simulated_locker
 from tests.support.mosquitto import MosquittoBroker
 
 SIMULATED = 50
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=chromium_path(),
-                                              args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
@@ -64,12 +56,6 @@ def page(browser: Browser, dashboard_url: str) -> Iterator[Page]:
     assert outside == [], f"the page fetched from outside the dashboard: {outside}"
 
 
-def sign_in(page: Page, operator: str = "ops-anna", token: str = TOKEN) -> None:
-    page.fill("input[name=operator]", operator)
-    page.fill("input[name=token]", token)
-    page.click("#sign-in button[type=submit]")
-
-
 def door(agent: AgentThread, compartment_id: str) -> DoorState:
     assert agent.agent is not None and agent.agent.simulator is not None
     simulator = agent.agent.simulator
@@ -77,13 +63,13 @@ def door(agent: AgentThread, compartment_id: str) -> DoorState:
 
 
 def test_the_fleet_shows_live_and_an_alarm_reaches_its_tile_within_a_second(
-    page: Page, fleet: tuple[FleetPublisher, list[SimulatedLocker]]
+    page: Page, fleet: tuple[FleetPublisher, list[SimulatedLocker]], token: str
 ) -> None:
     expect(page.locator("#sign-in")).to_be_visible()
     screenshot(page, "sign-in")
-    sign_in(page, token="wrong-wrong-wrong")
+    sign_in(page, "ops-anna.wrong-wrong-wrong")
     expect(page.locator("#sign-in-error")).to_contain_text("Wrong token")
-    sign_in(page)
+    sign_in(page, token)
     page.wait_for_selector("body[data-rendered]")
     expect(page.locator(".tile")).to_have_count(SIMULATED + 1)
     expect(page.locator(f'.tile[data-locker="{REAL_LOCKER}"]')).to_contain_text("online")
@@ -121,9 +107,9 @@ def test_the_fleet_shows_live_and_an_alarm_reaches_its_tile_within_a_second(
 
 
 def test_open_from_the_page_opens_the_real_door_and_a_refusal_is_shown(
-    page: Page, real_agent: AgentThread
+    page: Page, real_agent: AgentThread, token: str
 ) -> None:
-    sign_in(page)
+    sign_in(page, token)
     page.click(f'.tile[data-locker="{REAL_LOCKER}"]')
     expect(page.locator("#grid .cell")).to_have_count(6)
     page.click('.cell[data-compartment="A03"]')
@@ -164,13 +150,13 @@ def test_open_from_the_page_opens_the_real_door_and_a_refusal_is_shown(
     expect(page.locator("#reply.ok")).to_contain_text("did it: sync")
 
 
-def test_on_a_tablet(browser: Browser, dashboard_url: str) -> None:
+def test_on_a_tablet(browser: Browser, dashboard_url: str, token: str) -> None:
     context = browser.new_context(viewport={"width": 768, "height": 1024}, has_touch=True,
                                   is_mobile=True)
     tab = context.new_page()
     try:
         tab.goto(dashboard_url)
-        sign_in(tab)
+        sign_in(tab, token)
         tab.wait_for_selector("body[data-rendered]")
         width = tab.evaluate("document.documentElement.scrollWidth")
         assert width <= 768, f"the page scrolls sideways on a tablet ({width} px)"
@@ -179,3 +165,81 @@ def test_on_a_tablet(browser: Browser, dashboard_url: str) -> None:
         screenshot(tab, "tablet")
     finally:
         context.close()
+
+
+def test_a_command_from_the_page_carries_the_name_bound_to_the_token(
+    browser: Browser, dashboard_url: str, operators_file: OperatorsFile,
+    mosquitto: MosquittoBroker, real_agent: AgentThread,
+) -> None:
+    """ops-ben signs in with his token alone; what reaches the locker names him, not anyone
+    the page might claim."""
+    published: queue.Queue[dict[str, Any]] = queue.Queue()
+    with FleetClient(ConnectionOptions(host=mosquitto.host, port=mosquitto.port)) as watcher:
+        watcher.subscribe_all([f"lockers/{REAL_LOCKER}/cmd/+", f"lockers/{REAL_LOCKER}/events"],
+                              lambda message: published.put(
+                                  {"topic": message.topic, **message.json()}))
+        context = browser.new_context()
+        tab = context.new_page()
+        try:
+            tab.goto(dashboard_url)
+            signed_in(tab, operators_file.tokens["ops-ben"], "ops-ben")
+            tab.click(f'.tile[data-locker="{REAL_LOCKER}"]')
+            tab.click('.cell[data-compartment="A02"]')
+            tab.fill("#reason", "parcel stuck")
+            tab.click("#act-open")
+            expect(tab.locator("#reply.ok")).to_contain_text("did it: open")
+        finally:
+            context.close()
+        command = next_matching(published, lambda m: m["topic"].endswith("/cmd/open"))
+        assert command["args"] == {"compartment_id": "A02", "reason": "parcel stuck",
+                                   "operator": "ops-ben"}
+        event = next_matching(published, lambda m: m.get("type") == "unlock_requested")
+        assert event["data"]["actor"] == "operator:ops-ben"
+
+
+def next_matching(messages: queue.Queue[dict[str, Any]],
+                  wanted: Callable[[dict[str, Any]], bool], timeout: float = 5) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = messages.get(timeout=max(0.01, deadline - time.monotonic()))
+        if wanted(message):
+            return message
+
+
+def test_signing_out_ends_the_event_stream_of_every_tab_of_that_session(
+    browser: Browser, dashboard_url: str, operators_file: OperatorsFile,
+    fleet: tuple[FleetPublisher, list[SimulatedLocker]],
+) -> None:
+    """Two tabs share anna's session, ben has his own. Anna signs out in one tab: the server
+    ends the other tab's stream at once (it goes back to the sign-in form by itself), while
+    ben's page stays live."""
+    anna, ben = browser.new_context(), browser.new_context()
+    try:
+        # (each tab is brought to the front before use: Chromium throttles a background
+        # tab's animation frames, which the page and playwright's clicks wait for)
+        first = anna.new_page()
+        first.goto(dashboard_url)
+        signed_in(first, operators_file.tokens["ops-anna"], "ops-anna")
+        second = anna.new_page()
+        second.goto(dashboard_url)  # the same session's cookie: no sign-in needed
+        expect(second.locator("#operator")).to_have_text("ops-anna")
+        expect(second.locator("#link")).to_have_text("live")
+        bens = ben.new_page()
+        bens.goto(dashboard_url)
+        signed_in(bens, operators_file.tokens["ops-ben"], "ops-ben")
+        expect(bens.locator("#link")).to_have_text("live")
+
+        first.bring_to_front()
+        first.click("#sign-out")
+        expect(first.locator("#sign-in")).to_be_visible()
+        # no request of the second tab's own asked: the server ended its stream
+        expect(second.locator("#sign-in")).to_be_visible(timeout=2000)
+        expect(second.locator("#app")).to_be_hidden()
+
+        publisher, lockers = fleet
+        publisher.event(lockers[2], "door_forced", "C01")
+        expect(bens.locator('.tile[data-locker="sim-002"] .chip[data-kind=door_forced]')
+               ).to_be_visible()
+    finally:
+        anna.close()
+        ben.close()

@@ -32,6 +32,9 @@ STATIC = Path(__file__).parent / "static"
 BATCH_INTERVAL_S = 0.1
 """Changes are sent to pages at most this often, coalesced per locker."""
 KEEPALIVE_S = 15.0
+SWEEP_INTERVAL_S = 1.0
+"""How often expired sessions, and those of removed operators, are ended with their streams;
+the operators file is read again as often, if it changed."""
 SUBSCRIBER_BACKLOG = 512
 """Batches a slow page may lag behind before it is dropped (it reconnects to a snapshot)."""
 logger = logging.getLogger(__name__)
@@ -48,25 +51,47 @@ SECURITY_HEADERS = {
 
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    operator: Annotated[str, StringConstraints(max_length=64)]
     token: Annotated[str, StringConstraints(max_length=512)]
 
 
+Page = asyncio.Queue[bytes | None]
+"""One open event stream: the frames waiting for it; None ends it."""
+
+
 class Hub:
-    """Drains the fleet's changes on a timer and fans each batch out to every open page."""
+    """Drains the fleet's changes on a timer and fans each batch out to every open page.
+
+    Each page belongs to the session that opened it: ending the session ends its pages.
+    Used on the event loop only.
+    """
 
     def __init__(self, fleet: Fleet, interval_s: float = BATCH_INTERVAL_S) -> None:
         self.fleet = fleet
         self.interval_s = interval_s
-        self._pages: set[asyncio.Queue[bytes | None]] = set()
+        self._pages: dict[Page, str] = {}
 
-    def open(self) -> asyncio.Queue[bytes | None]:
-        page: asyncio.Queue[bytes | None] = asyncio.Queue(SUBSCRIBER_BACKLOG)
-        self._pages.add(page)
+    def open(self, session_id: str) -> Page:
+        page: Page = asyncio.Queue(SUBSCRIBER_BACKLOG)
+        self._pages[page] = session_id
         return page
 
-    def close(self, page: asyncio.Queue[bytes | None]) -> None:
-        self._pages.discard(page)
+    def close(self, page: Page) -> None:
+        self._pages.pop(page, None)
+
+    def streams(self, session_id: str) -> int:
+        """How many event streams the session has open."""
+        return sum(owner == session_id for owner in self._pages.values())
+
+    def end_session(self, session_id: str) -> None:
+        """End every stream the session has open (signed out, expired or revoked)."""
+        for page in [p for p, owner in self._pages.items() if owner == session_id]:
+            self._end(page)
+
+    def _end(self, page: Page) -> None:
+        self._pages.pop(page, None)
+        while not page.empty():
+            page.get_nowait()
+        page.put_nowait(None)
 
     async def run(self) -> None:
         while True:
@@ -86,15 +111,13 @@ class Hub:
             try:
                 page.put_nowait(frame)
             except asyncio.QueueFull:  # too slow: end its stream, it reconnects afresh
-                self._pages.discard(page)
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    page.get_nowait()
-                page.put_nowait(None)
+                self._end(page)
 
 
-def signed_in(
-    request: Request, session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None
-) -> str:
+SessionCookie = Annotated[str | None, Cookie(alias=SESSION_COOKIE)]
+
+
+def signed_in(request: Request, session: SessionCookie = None) -> str:
     """The operator holding the request's session; 401 without one."""
     sessions: Sessions = request.app.state.sessions
     name = sessions.operator(session)
@@ -127,19 +150,32 @@ def sse(event: str, data: Any) -> bytes:
 
 
 def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
-               batch_interval_s: float = BATCH_INTERVAL_S, secure_cookie: bool = False
+               batch_interval_s: float = BATCH_INTERVAL_S,
+               sweep_interval_s: float = SWEEP_INTERVAL_S, secure_cookie: bool = False
                ) -> FastAPI:
     hub = Hub(fleet, batch_interval_s)
 
+    async def sweep() -> None:
+        while True:
+            await asyncio.sleep(sweep_interval_s)
+            try:
+                await asyncio.to_thread(sessions.operators.refresh)
+                for session_id in sessions.sweep():
+                    hub.end_session(session_id)
+            except Exception:
+                logger.exception("could not sweep the sessions; going on")
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(hub.run())
+        tasks = [asyncio.create_task(hub.run()), asyncio.create_task(sweep())]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     app = FastAPI(title="locker fleet dashboard", lifespan=lifespan, docs_url=None,
                   redoc_url=None)
@@ -165,27 +201,28 @@ def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
 
     @app.post("/api/session")
     async def sign_in(body: SignIn, response: Response) -> dict[str, str]:
-        session_id = sessions.sign_in(body.operator, body.token)
-        if session_id is None:
+        # the operator is whoever the token belongs to: nothing the page says names them
+        signed = await run_in_threadpool(sessions.sign_in, body.token)
+        if signed is None:
             # one failure at a time, each taking its delay: guessing runs at a few a second
             # however many requests are sent at once
             async with failed_sign_ins:
                 await asyncio.sleep(FAILED_SIGN_IN_DELAY_S)
-            raise HTTPException(401, "wrong token, or the operator name is not valid "
-                                     "(letters, digits and _.:- only)")
+            raise HTTPException(401, "that token is not valid (or its operator was removed)")
+        session_id, name = signed
         response.set_cookie(SESSION_COOKIE, session_id, max_age=SESSION_TTL_S, httponly=True,
                             samesite="strict", secure=secure_cookie, path="/")
-        return {"operator": body.operator}
+        return {"operator": name}
 
     @app.get("/api/session")
     def who(name: Operator) -> dict[str, str]:
         return {"operator": name}
 
     @app.delete("/api/session")
-    def sign_out(response: Response,
-                 session: Annotated[str | None, Cookie(alias=SESSION_COOKIE)] = None
-                 ) -> dict[str, bool]:
+    async def sign_out(response: Response, session: SessionCookie = None) -> dict[str, bool]:
         sessions.sign_out(session)
+        if session:
+            hub.end_session(session)  # its open event streams end now, in every tab
         response.delete_cookie(SESSION_COOKIE, path="/")
         return {"ok": True}
 
@@ -201,8 +238,10 @@ def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
         return found
 
     @app.get("/api/stream")
-    async def stream(request: Request, _name: Operator) -> StreamingResponse:
-        page = hub.open()
+    async def stream(request: Request, _name: Operator, session: SessionCookie = None
+                     ) -> StreamingResponse:
+        assert session is not None  # signed_in let it through
+        page = hub.open(session)
 
         async def frames() -> AsyncIterator[bytes]:
             try:
@@ -212,7 +251,7 @@ def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
                     try:
                         frame = await asyncio.wait_for(page.get(), KEEPALIVE_S)
                     except TimeoutError:
-                        if await request.is_disconnected():
+                        if await request.is_disconnected() or sessions.operator(session) is None:
                             return
                         yield b": keepalive\n\n"
                         continue

@@ -9,6 +9,7 @@ redraw.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ MAX_PAYLOAD_BYTES = 16 * 1024
 bigger is ignored unread, so a flood of huge messages cannot grow the dashboard."""
 MAX_TEXT = 200
 """Longest text kept from any field of a message; longer is cut."""
+MAX_FRONT = 64
+"""Rows or columns of a locker's front; a ``row`` or ``column`` beyond it is dropped."""
 
 SUBSCRIPTIONS = ("+/status", "+/compartments/+", "+/events", "+/telemetry")
 """Under the topic prefix: what the dashboard subscribes to."""
@@ -165,7 +168,8 @@ class Fleet:
         """Every locker's tile and the recent events: what a page starts from."""
         with self._lock:
             return {
-                "lockers": [self._lockers[key].summary() for key in sorted(self._lockers)],
+                "lockers": [self._lockers[key].summary()
+                            for key in sorted(self._lockers, key=natural)],
                 "events": list(self._events),
             }
 
@@ -176,12 +180,13 @@ class Fleet:
                 return None
             return {
                 "summary": record.summary(),
-                "compartments": [record.compartments[key] for key in sorted(record.compartments)],
+                "compartments": [record.compartments[key]
+                                 for key in sorted(record.compartments, key=natural)],
             }
 
     def ids(self) -> list[str]:
         with self._lock:
-            return sorted(self._lockers)
+            return sorted(self._lockers, key=natural)
 
     def drain(self) -> dict[str, Any] | None:
         """What changed since the last call (None if nothing did)."""
@@ -250,6 +255,11 @@ class Fleet:
                 document[key] = str(document[key])[:MAX_TEXT]
         document.setdefault("state", "unknown")
         document.setdefault("door", "unknown")
+        for key in ("row", "column"):  # a place on the front, or none
+            value = document.get(key)
+            if key in document and not (isinstance(value, int) and not isinstance(value, bool)
+                                        and 1 <= value <= MAX_FRONT):
+                del document[key]
         ids = document.get("assignment_ids")
         if ids is not None:
             document["assignment_ids"] = (
@@ -292,6 +302,12 @@ class Fleet:
                                        f"depth={depth}")
         elif depth < alarms.OUTBOX_BACKLOG:
             record.alarms.pop(key, None)
+
+
+def natural(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key putting ``C2`` before ``C10``: digits by value, the rest as text."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part)
+                 for part in re.split(r"(\d+)", text) if part)
 
 
 def _counts(value: object) -> dict[str, int]:

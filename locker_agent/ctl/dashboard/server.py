@@ -11,9 +11,10 @@ from fastapi import FastAPI
 
 from locker_agent.ctl.client import FleetClient, Received
 from locker_agent.ctl.dashboard.actions import fleet_commander
-from locker_agent.ctl.dashboard.app import create_app
-from locker_agent.ctl.dashboard.auth import Sessions
+from locker_agent.ctl.dashboard.app import SWEEP_INTERVAL_S, create_app
+from locker_agent.ctl.dashboard.auth import SESSION_TTL_S, Sessions
 from locker_agent.ctl.dashboard.fleet import Fleet
+from locker_agent.ctl.dashboard.operators import Operators
 
 
 @dataclass
@@ -33,13 +34,15 @@ def follow(client: FleetClient, fleet: Fleet, *, timeout: float = 10.0) -> None:
     client.subscribe_all(fleet.subscriptions, ingest, timeout=timeout)
 
 
-def build(client: FleetClient, *, token: str, sign_with: Ed25519PrivateKey | None,
-          timeout: float, secure_cookie: bool = False) -> FastAPI:
-    """The app over a connected client (already subscribed with :func:`follow`)."""
+def build(client: FleetClient, *, operators: Operators, sign_with: Ed25519PrivateKey | None,
+          timeout: float, secure_cookie: bool = False, session_ttl_s: float = SESSION_TTL_S,
+          sweep_interval_s: float = SWEEP_INTERVAL_S) -> FastAPI:
+    """The app over a connected client, subscribed here with :func:`follow`."""
     fleet = Fleet(client.prefix)
     follow(client, fleet, timeout=timeout)
     send = fleet_commander(client, sign_with=sign_with, timeout=timeout)
-    app = create_app(fleet, Sessions(token), send, secure_cookie=secure_cookie)
+    app = create_app(fleet, Sessions(operators, ttl_s=session_ttl_s), send,
+                     secure_cookie=secure_cookie, sweep_interval_s=sweep_interval_s)
     app.state.fleet = fleet
     return app
 

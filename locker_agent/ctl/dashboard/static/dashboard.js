@@ -14,6 +14,16 @@ let selected = null;
 let stream = null;
 let firstRenderDone = false;
 
+const plurals = new Intl.PluralRules("en");
+const collator = new Intl.Collator("en", { numeric: true });
+const natural = (a, b) => collator.compare(a, b);
+const MAX_FRONT = 64;  // rows or columns; a place beyond that is not drawn on the front
+
+// "1 locker", "2 lockers", "0 lockers": every count the page shows goes through here
+function count(n, one, other = one + "s") {
+  return `${n} ${plurals.select(n) === "one" ? one : other}`;
+}
+
 function el(tag, cls, text) {
   const node = document.createElement(tag);
   if (cls) node.className = cls;
@@ -58,15 +68,15 @@ function fillTile(tile, s) {
   tile.classList.toggle("out-of-service", s.in_service === false);
   tile.classList.toggle("has-alarm", s.alarms.length > 0);
   tile.dataset.online = String(s.online);
-  presence.textContent = presenceText(s);
+  presence.textContent = presenceText(s) + (s.in_service === false ? " · out of service" : "");
   presence.dataset.since = s.since || "";
   free.textContent = "free " + (Object.entries(s.free_by_size)
     .map(([size, n]) => `${size} ${n}`).join(" · ") || "–");
   const total = s.compartments || 0;
   occ.textContent = `${s.occupied}/${total} occupied` +
     (s.reserved ? ` · ${s.reserved} reserved` : "") +
-    (s.out_of_service ? ` · ${s.out_of_service} out` : "") +
-    (s.doors_open ? ` · ${s.doors_open} open` : "");
+    (s.out_of_service ? ` · ${s.out_of_service} out of service` : "") +
+    (s.doors_open ? ` · ${count(s.doors_open, "door")} open` : "");
   bar.firstChild.style.width = total ? `${Math.round(100 * s.occupied / total)}%` : "0";
   chips.replaceChildren(...s.alarms.map((a) => {
     const chip = el("span", "chip alarm" + (a.kind === "outbox_high" ? " backlog" : ""),
@@ -90,7 +100,7 @@ function upsertLocker(s) {
   if (!tile) {
     tile = makeTile(s.id);
     tiles.set(s.id, tile);
-    const after = [...tiles.keys()].filter((k) => k > s.id).sort()[0];
+    const after = [...tiles.keys()].filter((k) => natural(k, s.id) > 0).sort(natural)[0];
     $("tiles").insertBefore(tile, after ? tiles.get(after) : null);
   }
   fillTile(tile, s);
@@ -99,7 +109,7 @@ function upsertLocker(s) {
 
 function renderAll(summaries) {
   const fragment = document.createDocumentFragment();
-  for (const s of summaries) {
+  for (const s of [...summaries].sort((a, b) => natural(a.id, b.id))) {
     lockers.set(s.id, s);
     let tile = tiles.get(s.id);
     if (!tile) { tile = makeTile(s.id); tiles.set(s.id, tile); }
@@ -111,13 +121,14 @@ function renderAll(summaries) {
 }
 
 function counts() {
-  let online = 0, offline = 0, alarmed = 0;
+  let online = 0, offline = 0, alarmed = 0, alarms = 0;
   for (const s of lockers.values()) {
     if (s.online === true) online++; else if (s.online === false) offline++;
     if (s.alarms.length) alarmed++;
+    alarms += s.alarms.length;
   }
-  $("counts").textContent = `${lockers.size} lockers · ${online} online · ${offline} offline · ` +
-    `${alarmed} with alarms`;
+  $("counts").textContent = `${count(lockers.size, "locker")} · ${online} online · ` +
+    `${offline} offline · ` + (alarms ? `${count(alarms, "alarm")} on ${count(alarmed, "locker")}` : "no alarms");
 }
 
 // ------------------------------------------------------------------ event feed
@@ -177,6 +188,8 @@ function refilterFeed() {
 
 function fillDetailHead(s) {
   $("detail-presence").textContent = presenceText(s) + (s.in_service === false ? " · out of service" : "");
+  $("detail-alarm-count").textContent = count(s.alarms.length, "alarm");
+  $("detail-alarm-count").hidden = !s.alarms.length;
   $("detail-alarms").replaceChildren(...s.alarms.map((a) => {
     const li = el("li", "", `${a.label}${a.compartment_id ? " " + a.compartment_id : ""}` +
                   (a.detail ? ` (${a.detail})` : ""));
@@ -187,6 +200,60 @@ function fillDetailHead(s) {
     li.append(ack);
     return li;
   }));
+}
+
+// ------------------------------------------------------------------ the locker's front
+
+// [row, column] of a compartment on its locker's front, or null if it publishes none
+function frontPlace(c) {
+  const ok = (n) => Number.isInteger(n) && n >= 1 && n <= MAX_FRONT;
+  return ok(c.row) && ok(c.column) ? [c.row, c.column] : null;
+}
+
+// Draws the open locker's cells as its front: each at its row and column (a grid area with no
+// compartment stays empty), in reading order for keyboards and screen readers; compartments
+// without a place (or on a place taken twice) follow below the front. A locker that places
+// none is a flowing grid in natural order of ids (C2 before C10).
+function layoutGrid() {
+  const grid = $("grid");
+  const placed = [], loose = [], taken = new Set();
+  let rows = 0, columns = 0;
+  for (const cell of [...cells.values()].sort((a, b) => natural(a.compartment.id, b.compartment.id))) {
+    const place = frontPlace(cell.compartment);
+    if (place && !taken.has(place.join(","))) {
+      taken.add(place.join(","));
+      placed.push([cell, place]);
+      rows = Math.max(rows, place[0]);
+      columns = Math.max(columns, place[1]);
+    } else {
+      loose.push(cell);
+    }
+  }
+  placed.sort(([, a], [, b]) => a[0] - b[0] || a[1] - b[1]);
+  const front = placed.length > 0;
+  grid.classList.toggle("front", front);
+  grid.style.gridTemplateColumns = front ? `repeat(${columns}, minmax(6.5rem, 1fr))` : "";
+  grid.setAttribute("aria-label", front
+    ? `Compartments, as on the front: ${count(rows, "row")}, ${count(columns, "column")}`
+    : "Compartments");
+  for (const [cell, [row, column]] of placed) {
+    cell.style.gridRow = String(row);
+    cell.style.gridColumn = String(column);
+    cell.dataset.row = String(row);
+    cell.dataset.column = String(column);
+    cell.classList.remove("unplaced");
+  }
+  loose.forEach((cell, i) => {
+    cell.style.gridRow = front ? String(rows + 1 + Math.floor(i / columns)) : "";
+    cell.style.gridColumn = front ? String(1 + (i % columns)) : "";
+    delete cell.dataset.row;
+    delete cell.dataset.column;
+    cell.classList.toggle("unplaced", front);
+  });
+  const order = [...placed.map(([cell]) => cell), ...loose];
+  if (order.some((cell, i) => grid.children[i] !== cell) || grid.children.length !== order.length) {
+    grid.replaceChildren(...order);
+  }
 }
 
 function makeCell(c) {
@@ -201,7 +268,7 @@ function makeCell(c) {
 function fillCell(cell, c) {
   const [label, state, door, aid] = cell.children;
   cell.className = `cell ${c.state}` + (c.door === "open" ? " door-open" : "") +
-    (selected === c.id ? " selected" : "");
+    (selected === c.id ? " selected" : "") + (cell.classList.contains("unplaced") ? " unplaced" : "");
   cell.dataset.state = c.state;
   cell.dataset.door = c.door;
   label.textContent = `${c.label || c.id} · ${c.size}`;
@@ -211,16 +278,17 @@ function fillCell(cell, c) {
   cell.compartment = c;
 }
 
+// returns whether the grid must be laid out again (a new compartment, or one that moved)
 function upsertCell(c) {
   let cell = cells.get(c.id);
+  const moved = !cell || String(frontPlace(cell.compartment)) !== String(frontPlace(c));
   if (!cell) {
     cell = makeCell(c);
     cells.set(c.id, cell);
-    const after = [...cells.keys()].filter((k) => k > c.id).sort()[0];
-    $("grid").insertBefore(cell, after ? cells.get(after) : null);
   }
   fillCell(cell, c);
   if (selected === c.id) fillSelection(c);
+  return moved;
 }
 
 async function openDetail(id) {
@@ -228,6 +296,8 @@ async function openDetail(id) {
   selected = null;
   cells.clear();
   $("grid").replaceChildren();
+  $("grid").classList.remove("front");
+  $("grid").style.gridTemplateColumns = "";
   $("compartment-form").hidden = true;
   setReply("", "");
   $("detail-title").textContent = id;
@@ -237,6 +307,7 @@ async function openDetail(id) {
   if (!response.ok || openLocker !== id) return;
   const body = await response.json();
   for (const c of body.compartments) upsertCell(c);
+  layoutGrid();
 }
 
 function closeDetail() {
@@ -346,7 +417,9 @@ function connect() {
   stream.addEventListener("batch", (message) => {
     const batch = JSON.parse(message.data);
     for (const s of batch.lockers) upsertLocker(s);
-    if (openLocker) for (const c of batch.compartments) if (c.locker_id === openLocker) upsertCell(c);
+    let moved = false;
+    if (openLocker) for (const c of batch.compartments) if (c.locker_id === openLocker) moved = upsertCell(c) || moved;
+    if (moved) layoutGrid();
     addEvents(batch.events);
     if (batch.lockers.length) counts();
   });
@@ -359,14 +432,15 @@ function connect() {
 
 function showSignIn() {
   if (stream) { stream.close(); stream = null; }
+  openLocker = null;
   $("app").hidden = true;
   $("detail").hidden = true;
-  $("sign-in").hidden = false;
+  $("sign-in-page").hidden = false;
 }
 
 function showApp(operator) {
   $("operator").textContent = operator;
-  $("sign-in").hidden = true;
+  $("sign-in-page").hidden = true;
   $("app").hidden = false;
   connect();
 }
@@ -378,10 +452,15 @@ async function start() {
     const form = new FormData(e.target);
     const response = await fetch("/api/session", {
       method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ operator: form.get("operator"), token: form.get("token") }),
+      body: JSON.stringify({ token: form.get("token") }),
     });
-    if (response.ok) { $("sign-in-error").textContent = ""; showApp((await response.json()).operator); }
-    else $("sign-in-error").textContent = "Wrong token, or not a valid operator id.";
+    if (response.ok) {
+      $("sign-in-error").textContent = "";
+      e.target.reset();
+      showApp((await response.json()).operator);
+    } else {
+      $("sign-in-error").textContent = "Wrong token: that is no operator's token (or the operator was removed).";
+    }
   });
   $("sign-out").addEventListener("click", async () => { await api("DELETE", "/api/session"); showSignIn(); });
   const refilterTiles = () => { for (const [id, tile] of tiles) tile.hidden = !tileVisible(lockers.get(id)); };
@@ -391,7 +470,7 @@ async function start() {
   setInterval(() => {
     for (const tile of tiles.values()) {
       const s = lockers.get(tile.dataset.locker);
-      tile.children[1].textContent = presenceText(s);
+      tile.children[1].textContent = presenceText(s) + (s.in_service === false ? " · out of service" : "");
     }
   }, 30000);
   const response = await fetch("/api/session", { credentials: "same-origin" });
