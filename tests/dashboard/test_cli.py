@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -115,3 +116,25 @@ def test_without_an_operators_file_it_refuses_to_start(
     assert result.returncode == 2 and "no longer has one shared token" in result.stderr
     result = run(*broker, "dashboard", "--operators", str(tmp_path / "missing.json"))
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_a_taken_port_is_said_plainly_and_the_default_moves_on(
+    tmp_path: Path, mosquitto: MosquittoBroker
+) -> None:
+    # issue 17: beside `make run` on 8080 the dashboard died with a uvicorn traceback, code 3
+    from locker_agent.ctl.dashboard.server import listen
+
+    operators = tmp_path / "operators.json"
+    assert run("dashboard-operator", "add", "ops-anna", "--file", str(operators)).returncode == 0
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        result = run("--port", str(mosquitto.port), "dashboard", "--operators", str(operators),
+                     "--http-port", str(taken))
+        assert result.returncode == 2, result.stderr
+        assert f"cannot serve on 127.0.0.1:{taken}" in result.stderr
+        assert "--http-port" in result.stderr and "Traceback" not in result.stderr
+        with listen("127.0.0.1", taken, try_next=20) as moved:  # what the default does
+            assert taken < moved.getsockname()[1] <= taken + 20

@@ -21,6 +21,11 @@ MIGRATE = (
 )
 
 
+DEFAULT_HTTP_PORT = 8080
+PORTS_TRIED = 20
+"""With no --http-port and 8080 taken (by `make run`'s kiosk, say), the next free of 20."""
+
+
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``dashboard`` subcommand to ``locker-ctl``'s subparsers."""
     parser: argparse.ArgumentParser = sub.add_parser(
@@ -35,8 +40,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--listen", default="127.0.0.1", metavar="ADDRESS",
                         help="address to serve on (default 127.0.0.1: this machine only)")
-    parser.add_argument("--http-port", type=int, default=8080, metavar="PORT",
-                        help="port to serve on (default 8080)")
+    parser.add_argument("--http-port", type=int, default=None, metavar="PORT",
+                        help=f"port to serve on (default {DEFAULT_HTTP_PORT}, or the first "
+                             f"free one of the next {PORTS_TRIED}: `make run` may hold it)")
     parser.add_argument("--operators", type=Path, metavar="PATH",
                         help=f"the operators file (or ${OPERATORS_ENV}); read again when it "
                              "changes")
@@ -129,7 +135,7 @@ def run_operator(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from locker_agent.ctl.dashboard.operators import Operators, OperatorsFileError
-    from locker_agent.ctl.dashboard.server import WebOptions, build, serve
+    from locker_agent.ctl.dashboard.server import PortTaken, WebOptions, build, listen, serve
 
     if args.token_file is not None:
         raise UsageError(f"--token-file is gone: {MIGRATE}")
@@ -143,20 +149,26 @@ def run(args: argparse.Namespace) -> int:
     key = signing_key(args.sign_key)
     if (args.https_cert is None) != (args.https_key is None):
         raise UsageError("--https-cert and --https-key go together")
-    if not 1 <= args.http_port <= 65535:
+    if args.http_port is not None and not 1 <= args.http_port <= 65535:
         raise UsageError(f"--http-port {args.http_port}: must be 1-65535")
     https = args.https_cert is not None
     if args.listen not in LOOPBACK and not https:
         print(f"locker-ctl: warning: serving plain HTTP on {args.listen}: tokens and session "
               "cookies cross the network in clear; prefer --https-cert/--https-key",
               file=sys.stderr)
-    with connected(args) as client:
+    try:  # before the broker: a taken port is said at once, never as a traceback
+        sock = listen(args.listen, args.http_port or DEFAULT_HTTP_PORT,
+                      try_next=PORTS_TRIED if args.http_port is None else 0)
+    except PortTaken as exc:
+        raise UsageError(f"{exc.strerror}; choose another with --http-port") from None
+    port = sock.getsockname()[1]
+    with sock, connected(args) as client:
         app = build(client, operators=operators, sign_with=key, timeout=args.timeout,
                     secure_cookie=https)
         scheme = "https" if https else "http"
-        print(f"dashboard on {scheme}://{args.listen}:{args.http_port}/ "
+        print(f"dashboard on {scheme}://{args.listen}:{port}/ "
               f"(broker {client.options.host}:{client.options.port}, "
               f"commands {'signed' if key else 'unsigned'}, "
               f"{count(len(operators.names()), 'operator')})", file=sys.stderr, flush=True)
-        serve(app, WebOptions(args.listen, args.http_port, args.https_cert, args.https_key))
+        serve(app, WebOptions(args.listen, port, args.https_cert, args.https_key), sock)
     return EXIT_OK

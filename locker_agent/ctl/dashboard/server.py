@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +49,36 @@ def build(client: FleetClient, *, operators: Operators, sign_with: Ed25519Privat
     return app
 
 
-def serve(app: FastAPI, web: WebOptions) -> None:
-    uvicorn.run(
-        app, host=web.host, port=web.port, log_level="warning",
+class PortTaken(OSError):
+    """No port to serve on: the message names the ports tried."""
+
+
+def listen(host: str, port: int, *, try_next: int = 0) -> socket.socket:
+    """A listening socket on ``port``, or on the first free one of the next ``try_next``."""
+    for candidate in range(port, min(port + try_next, 65535) + 1):
+        infos = socket.getaddrinfo(host, candidate, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE and candidate < port + try_next:
+                continue
+            tried = f"{port}" if candidate == port else f"{port}-{candidate}"
+            raise PortTaken(exc.errno, f"cannot serve on {host}:{tried}: "
+                                       f"{exc.strerror or exc}") from None
+        return sock
+    raise PortTaken(errno.EADDRINUSE, f"no free port on {host} from {port}")
+
+
+def serve(app: FastAPI, web: WebOptions, sock: socket.socket) -> None:
+    """Serve ``app`` on the already listening ``sock`` until Ctrl-C."""
+    config = uvicorn.Config(
+        app, log_level="warning",
         ssl_certfile=str(web.certfile) if web.certfile else None,
         ssl_keyfile=str(web.keyfile) if web.keyfile else None,
     )
+    uvicorn.Server(config).run(sockets=[sock])
