@@ -23,9 +23,10 @@ system-packages:
 
 # systemd: systemd-analyze, which checks the unit file in the tests;
 # chromium: the real headless browser the kiosk and dashboard tests drive (never downloaded);
+# fonts-dejavu-core: the one system font a bare board has; the kiosk tests show Chromium no other;
 # rabbitmq-server: the second, cluster-capable broker the cross-broker tests run against
 test-system-packages:
-	@bash scripts/ensure-system-packages.sh systemd chromium rabbitmq-server
+	@bash scripts/ensure-system-packages.sh systemd chromium rabbitmq-server fonts-dejavu-core
 
 # on the locker itself, as root: user, groups, /opt venv, /etc config, systemd unit
 install:
