@@ -72,7 +72,7 @@ def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
 def test_status_without_state_says_so(write_config: ConfigWriter) -> None:
     result = cli("status", "--config", str(write_config()))
     assert result.returncode == 1
-    assert "has the locker run yet" in result.stderr
+    assert "no locker database in state_dir" in result.stderr
 
 
 def test_run_then_status_lists_all_24_compartments_and_sigterm_stops_cleanly(

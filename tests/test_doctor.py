@@ -72,12 +72,14 @@ def test_a_good_locker_passes_everything(
     assert code == EXIT_OK, "\n".join(lines)
     assert [text.split()[1] for text in lines[:-1]] == [
         "config", "state_dir", "database", "secret", "hardware", "commands", "clock", "broker",
+        "api",
     ]
     assert all(text.startswith("PASS") for text in lines[:-1]), "\n".join(lines)
     assert "quick_check ok, schema version" in line(lines, "PASS", "database")
     assert "every command but ping must be signed" in line(lines, "PASS", "commands")
     assert f"{mosquitto.host}:{mosquitto.port} accepts TCP" in line(lines, "PASS", "broker")
-    assert lines[-1] == "0 failed, 0 warnings, 8 passed"
+    assert "api.enabled = false" in line(lines, "PASS", "api")
+    assert lines[-1] == "0 failed, 0 warnings, 9 passed"
 
 
 def test_doctor_fails_a_locker_anyone_on_the_broker_could_command(
