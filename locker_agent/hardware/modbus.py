@@ -82,6 +82,9 @@ class _Pulse:
 
     off_failed: bool = False
     """Its off-write got no valid answer: the lock may be on; every poll tries again."""
+    ended: bool = False
+    """Ended (on time, by stop() or by force_off()): no on-write may be sent for it any more.
+    Set and read under the compartment's ``_ending`` lock, which every on-write holds."""
     timer: threading.Timer | None = None
     """Ends the pulse on its own thread."""
 
@@ -273,6 +276,7 @@ class ModbusLocker(LockDriver, DoorSensors):
         tries them again.
         """
         try:
+            self._end_all_pulses()
             for unit in self._lock_units():
                 with self._state_lock:
                     pulses = {c: p for c, p in self._energised.items()
@@ -304,10 +308,26 @@ class ModbusLocker(LockDriver, DoorSensors):
         the moment the board says it is on, the end is on its way, whatever the event loop
         is doing."""
         unit, channel = self._locks[compartment_id]
-        self._write_coil(unit, channel, True)
-        pulse.timer = threading.Timer(pulse_s, self._end_pulse, (compartment_id, pulse))
-        pulse.timer.daemon = True
-        pulse.timer.start()
+        tries = self.retries + 1
+        for attempt in range(tries):
+            # each attempt under the lock the ending takes: an on-write can never land after
+            # the pulse was ended (stop() or force_off() while this one was being retried)
+            with self._ending[compartment_id]:
+                if pulse.ended:
+                    raise HardwareError(
+                        f"the pulse of {compartment_id} was ended before its lock went on")
+                try:
+                    self._write_coil(unit, channel, True, attempts=1)
+                except Refused:
+                    raise
+                except HardwareError:
+                    if attempt + 1 == tries:
+                        raise
+                    continue
+                pulse.timer = threading.Timer(pulse_s, self._end_pulse, (compartment_id, pulse))
+                pulse.timer.daemon = True
+                pulse.timer.start()
+                return
 
     def _undo(self, compartment_id: str) -> None:
         """One off-write for an on-write that failed; quiet, since it may fail the same way."""
@@ -321,6 +341,7 @@ class ModbusLocker(LockDriver, DoorSensors):
         """Write the lock of ``pulse`` off if it is still on record (from any thread)."""
         try:
             with self._ending[compartment_id]:
+                pulse.ended = True
                 if self._energised.get(compartment_id) is not pulse:
                     return  # ended already, or forgotten by stop() or force_off()
                 unit, channel = self._locks[compartment_id]
@@ -339,6 +360,7 @@ class ModbusLocker(LockDriver, DoorSensors):
             logger.exception("ending the pulse of %s failed", compartment_id)
 
     def _forget(self, compartment_id: str, pulse: _Pulse) -> None:
+        pulse.ended = True
         with self._state_lock:
             if self._energised.get(compartment_id) is pulse:
                 del self._energised[compartment_id]
@@ -351,8 +373,17 @@ class ModbusLocker(LockDriver, DoorSensors):
                 self._ended_at[compartment_id] = now
             self._energised.clear()
 
+    def _end_all_pulses(self) -> None:
+        """Mark every pulse ended, after any on-write in flight (blocks for at most one)."""
+        with self._state_lock:
+            pulses = list(self._energised.items())
+        for compartment_id, pulse in pulses:
+            with self._ending[compartment_id]:
+                pulse.ended = True
+
     def _all_off_quietly(self, skip: set[int]) -> None:
         """Every lock off on every unit but ``skip``; failures are logged (stopping)."""
+        self._end_all_pulses()
         for unit in self._lock_units():
             if unit in skip:
                 continue
