@@ -235,6 +235,9 @@ class SafeLocks(LockDriver):
                 "locks still energised after stop: %s", ", ".join(sorted(left_on))
             )
 
+    def cannot_pulse(self, compartment_id: str) -> str | None:
+        return self.driver.cannot_pulse(compartment_id)
+
     def energised(self) -> frozenset[str]:
         return self.driver.energised()
 
@@ -277,6 +280,9 @@ class SafeLocks(LockDriver):
                         "unlock withdrawn before its pulse", compartment_id=compartment_id
                     )
                 self._last_start = self._monotonic()
+            refusal = self.driver.cannot_pulse(compartment_id)
+            if refusal is not None:
+                raise HardwareError(refusal, compartment_id=compartment_id)
             if on_pulse is not None:
                 try:
                     on_pulse()

@@ -233,12 +233,9 @@ class ModbusLocker(LockDriver, DoorSensors):
                 raise HardwareError(
                     "lock driver stopped before the pulse", compartment_id=compartment_id
                 )
-            unit = self._locks[compartment_id][0]
-            if unit in self._offline:
-                raise HardwareError(
-                    f"Modbus unit {unit} is not answering; not pulsing {compartment_id}",
-                    compartment_id=compartment_id,
-                )
+            refusal = self.cannot_pulse(compartment_id)
+            if refusal is not None:
+                raise HardwareError(refusal, compartment_id=compartment_id)
             pulse = _Pulse()
             with self._state_lock:
                 self._energised[compartment_id] = pulse
@@ -265,6 +262,12 @@ class ModbusLocker(LockDriver, DoorSensors):
                         # it now; the poll's read-back switches off what is left on
                         await loop.run_in_executor(None, self._undo, compartment_id)
                     self._forget(compartment_id, pulse)
+
+    def cannot_pulse(self, compartment_id: str) -> str | None:
+        lock = self._locks.get(compartment_id)
+        if lock is not None and lock[0] in self._offline:
+            return f"Modbus unit {lock[0]} is not answering; not pulsing {compartment_id}"
+        return None
 
     def energised(self) -> frozenset[str]:
         return frozenset(self._energised.copy())

@@ -267,17 +267,9 @@ class Rs485Locker(LockDriver, DoorSensors):
                     "lock driver stopped before the pulse", compartment_id=compartment_id
                 )
             board, index = self._channels[compartment_id]
-            if board in self._offline:
-                raise HardwareError(
-                    f"board {board} is not answering; not pulsing {compartment_id}",
-                    compartment_id=compartment_id,
-                )
-            if board in self._unconfirmed:
-                raise HardwareError(
-                    f"board {board} did not confirm its unlock time; not pulsing "
-                    f"{compartment_id}",
-                    compartment_id=compartment_id,
-                )
+            refusal = self.cannot_pulse(compartment_id)
+            if refusal is not None:
+                raise HardwareError(refusal, compartment_id=compartment_id)
             token = object()
             self._energised[compartment_id] = token
             try:
@@ -325,6 +317,17 @@ class Rs485Locker(LockDriver, DoorSensors):
                 f"({getattr(exc, 'problem', exc)})", compartment_id=compartment_id,
             ) from exc
         self._board_answered(board, status)
+
+    def cannot_pulse(self, compartment_id: str) -> str | None:
+        channel = self._channels.get(compartment_id)
+        if channel is None:
+            return None  # unlock() names an unknown compartment itself
+        board = channel[0]
+        if board in self._offline:
+            return f"board {board} is not answering; not pulsing {compartment_id}"
+        if board in self._unconfirmed:
+            return f"board {board} did not confirm its unlock time; not pulsing {compartment_id}"
+        return None
 
     def energised(self) -> frozenset[str]:
         return frozenset(self._energised.copy())

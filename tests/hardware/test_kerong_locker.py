@@ -145,6 +145,11 @@ def test_hw_test_names_the_board_error_and_stops_waiting(
             assert "the lock board reported an error" in problem and named in problem
             assert "RS485 wiring" in problem
             assert unlock_count(bus) <= 1
+            events = [e.type for e in agent.store.all_events() if e.compartment_id == ON_BOARD_1]
+            if fault == "silent":  # refused before anything was sent: no pulse on record
+                assert unlock_count(bus) == 0
+                assert "unlock_pulsed" not in events, events
+            assert events[-1] == "unlock_abandoned"
 
     asyncio.run(scenario())
 

@@ -73,6 +73,12 @@ class LockDriver(ABC):
     def energised(self) -> frozenset[str]:
         """Compartments whose lock is energised right now (callable from any thread)."""
 
+    def cannot_pulse(self, compartment_id: str) -> str | None:
+        """Why an unlock of this lock would fail at once, with nothing sent (its board is
+        known to be silent, say), or None. Asked just before a pulse is recorded, so that
+        ``unlock_pulsed`` is never written for a pulse that cannot start."""
+        return None
+
     @abstractmethod
     def force_off(self) -> None:
         """Switch every lock off at once, from any thread, even with the event loop stalled.
