@@ -58,8 +58,9 @@ class Rs485Hardware(Section):
     fast_poll_interval_ms: int = Field(default=50, ge=10, le=1000)
     """A board is polled this often while a door it just unlocked may open (door_watch_s), so
     a door opened and shut within a fraction of a second is still seen."""
-    door_watch_s: float = Field(default=5.0, ge=0, le=60)
-    """How long after an unlock the board is polled fast."""
+    door_watch_s: float | None = Field(default=None, ge=0, le=600)
+    """How long after an unlock the board is polled fast (until that door reads open);
+    None: policies.door_open_timeout_s, the whole window before the door is called jammed."""
     answers_unlock: bool = True
     """The board model answers an unlock (0x31) with a status frame (KR-CU16 does). false for
     compatibles that execute it silently: the driver then does not wait for an answer."""

@@ -169,6 +169,8 @@ class Rs485Locker(LockDriver, DoorSensors):
         self._watch_until: dict[int, float] = {}
         """Board -> loop time until which it is polled fast (a door just unlocked on it)."""
         self._watchers: dict[int, asyncio.Task[None]] = {}
+        self._awaiting: dict[int, set[str]] = {}
+        """Board -> compartments unlocked on it whose door has not read open since."""
         self._offline_polled_at: dict[int, float] = {}
         self._answered_at: dict[int, float] = {}
         """Board -> loop time of its last valid status frame."""
@@ -220,6 +222,7 @@ class Rs485Locker(LockDriver, DoorSensors):
         tasks = [t for t in (task, *self._watchers.values()) if t is not None]
         self._watchers.clear()
         self._watch_until.clear()
+        self._awaiting.clear()
         for task in tasks:
             if not task.get_loop().is_closed():
                 task.cancel()
@@ -282,7 +285,7 @@ class Rs485Locker(LockDriver, DoorSensors):
         """Send the one unlock frame, watch the door, and fail only if the board is gone."""
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
-        self._watch_board(board, pulse_s + self.door_watch_s)
+        self._watch_board(board, compartment_id, pulse_s + self.door_watch_s)
         problem = None
         try:
             reply = await self._exchange(
@@ -371,10 +374,12 @@ class Rs485Locker(LockDriver, DoorSensors):
                 continue
             self._board_answered(board, status)
 
-    def _watch_board(self, board: int, for_s: float) -> None:
-        """Poll ``board`` every ``fast_poll_interval_s`` for the next ``for_s`` seconds."""
+    def _watch_board(self, board: int, compartment_id: str, for_s: float) -> None:
+        """Poll ``board`` every ``fast_poll_interval_s`` for the next ``for_s`` seconds, or
+        until every door unlocked on it has read open, or it stops answering."""
         loop = asyncio.get_running_loop()
         self._watch_until[board] = max(self._watch_until.get(board, 0.0), loop.time() + for_s)
+        self._awaiting.setdefault(board, set()).add(compartment_id)
         watcher = self._watchers.get(board)
         if watcher is None or watcher.done():
             self._watchers[board] = loop.create_task(
@@ -382,18 +387,28 @@ class Rs485Locker(LockDriver, DoorSensors):
             )
 
     async def _poll_fast(self, board: int) -> None:
-        """One attempt per poll: whether the board is offline is the regular poll's call."""
+        """One attempt per poll, and as many misses in a row as a request has attempts end
+        the watch: whether the board is offline is the regular poll's call, and a silent
+        board must not hold the bus from the others."""
         loop = asyncio.get_running_loop()
-        while self.started and loop.time() < self._watch_until.get(board, 0.0):
-            await asyncio.sleep(self.fast_poll_interval_s)
-            try:
-                status = await self._ask_status(board, attempts=1)
-            except NoValidReply:
-                continue
-            except HardwareError:
-                return
-            self._board_answered(board, status)
-        self._watch_until.pop(board, None)
+        misses = 0
+        try:
+            while (self.started and loop.time() < self._watch_until.get(board, 0.0)
+                   and self._awaiting.get(board) and board not in self._offline
+                   and misses <= self.retries):
+                await asyncio.sleep(self.fast_poll_interval_s)
+                try:
+                    status = await self._ask_status(board, attempts=1)
+                except NoValidReply:
+                    misses += 1
+                    continue
+                except HardwareError:
+                    return
+                misses = 0
+                self._board_answered(board, status)
+        finally:
+            self._watch_until.pop(board, None)
+            self._awaiting.pop(board, None)
 
     def _board_failed(self, board: int, exc: HardwareError) -> None:
         went_offline = board not in self._offline
@@ -414,10 +429,13 @@ class Rs485Locker(LockDriver, DoorSensors):
         if came_back:
             self._offline.discard(board)
             logger.info("RS485 board %d is back online", board)
+        awaiting = self._awaiting.get(board, set())
         for cid, (b, index) in self._channels.items():
             if b == board:
                 is_open = status.door_open(index, open_when_set=self.lock_bit_open_when_set)
                 self._doors.update(cid, DoorState.OPEN if is_open else DoorState.CLOSED)
+                if is_open:
+                    awaiting.discard(cid)
         if came_back:
             self._tell_board(board, online=True)
 
@@ -476,11 +494,25 @@ class Rs485Locker(LockDriver, DoorSensors):
                 logger.debug(
                     "board %d, attempt %d of %d: %s", board, attempt + 1, attempts, problem
                 )
+            if lock_index is None:
+                self._swallow_late_answer(serial_port)
             raise NoValidReply(
                 f"board {board} did not answer {frame.hex(' ')} after {attempts} "
                 f"attempt(s): {problem}",
                 problem=problem,
             )
+
+    def _swallow_late_answer(self, serial_port: SerialPort) -> None:
+        """After an unlock that got no valid answer, wait one more timeout for a late one and
+        throw it away: an answer for lock 1 has the ADDR of a status reply, and read as one it
+        would say "closed" after the door was seen open. Called under the I/O lock."""
+        try:
+            serial_port.read(kerong.STATUS_REPLY_LEN)
+            serial_port.reset_input_buffer()
+        except Exception as exc:  # the port failing shows on the next request
+            logger.debug("draining after an unanswered unlock: %s", exc)
+        finally:
+            self._last_io = time.monotonic()
 
     def _read_status(
         self, serial_port: SerialPort, board: int, lock_index: int | None

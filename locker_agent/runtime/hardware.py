@@ -145,7 +145,8 @@ def _build_rs485(config: AgentConfig) -> Rs485Locker:
         set_unlock_time=options.set_unlock_time,
         answers_unlock=options.answers_unlock,
         fast_poll_interval_s=options.fast_poll_interval_ms / 1000,
-        door_watch_s=options.door_watch_s,
+        door_watch_s=(options.door_watch_s if options.door_watch_s is not None
+                      else config.policies.door_open_timeout_s),
     )
 
 

@@ -257,6 +257,51 @@ def test_a_late_answer_to_an_unlock_is_not_resent_nor_read_as_a_status() -> None
         assert bus.boards[0].unlocks == [1]
 
 
+def test_a_late_answer_for_lock_1_is_not_read_as_a_status() -> None:
+    # review: lock 1's unlock answer has the ADDR of a status reply; read late as a status it
+    # said "closed" after the door was seen open, a false door_closed
+    with KerongBus(boards=(0, 1), unlock_answer_delay_s=0.06) as bus:
+        locker = make_locker(bus, poll_interval_s=0.05)
+        recorder = DoorRecorder()
+
+        async def scenario() -> None:
+            await locker.start()
+            locker.subscribe(recorder)
+            await locker.unlock("A01", PULSE_S)
+            await eventually(lambda: locker.read()["A01"] is DoorState.OPEN, what="A01 open")
+            await asyncio.sleep(0.3)
+            assert recorder.changes == [("A01", DoorState.OPEN)]
+            assert bus.boards[0].unlocks == [0]
+
+        run_locker(locker, scenario)
+
+
+def test_the_fast_poll_stops_once_the_door_reads_open_or_the_board_is_gone(
+    bus: KerongBus,
+) -> None:
+    locker = make_locker(bus, poll_interval_s=5.0, door_watch_s=30)
+
+    async def scenario() -> None:
+        await locker.start()
+        await locker.unlock("A01", PULSE_S)
+        await eventually(lambda: locker.read()["A01"] is DoorState.OPEN, what="A01 open")
+        await asyncio.sleep(0.1)
+        bus.clear_log()
+        await asyncio.sleep(0.3)
+        assert bus.frames() == []  # the door opened: back to the 5 s poll
+        bus.set_door(0, 0, False)
+        bus.spring_open = False  # a jammed door: the watch would go on for 30 s
+        await locker._ask_status(0)
+        await locker.unlock("A02", PULSE_S)
+        bus.silent_board(0)
+        await asyncio.sleep(0.6)  # three misses in a row end the watch
+        bus.clear_log()
+        await asyncio.sleep(0.3)
+        assert bus.frames() == []  # no fast poll into a silent board
+
+    run_locker(locker, scenario)
+
+
 def test_a_door_open_for_200_ms_is_seen() -> None:
     # issue 16: the 0.5 s poll missed it, and the service pulsed the lock again 10 s later
     with KerongBus(boards=(0, 1), door_open_for_s=0.2) as bus:
