@@ -55,6 +55,7 @@ class KerongBus:
         spring_open: bool = True,
         answers_unlock: bool = True,
         unlock_answer_delay_s: float = 0.0,
+        status_answer_delay_s: float = 0.0,
         door_open_for_s: float | None = None,
     ) -> None:
         self.boards = {b: EmulatedBoard(b) for b in boards}
@@ -62,6 +63,8 @@ class KerongBus:
         self.spring_open = spring_open
         self.answers_unlock = answers_unlock
         self.unlock_answer_delay_s = unlock_answer_delay_s
+        self.status_answer_delay_s = status_answer_delay_s
+        """A slow board: every other answer comes this late (within the driver's timeout)."""
         self.door_open_for_s = door_open_for_s
         """A sprung door is pushed shut again this long after it opened (None: it stays)."""
         self._timers: list[threading.Timer] = []
@@ -183,8 +186,10 @@ class KerongBus:
                 reply = self._handle(frame)
             if not reply:
                 continue
-            if frame[2] == kerong.CMD_UNLOCK and self.unlock_answer_delay_s > 0:
-                self._later(self.unlock_answer_delay_s, self._write, reply)
+            delay = (self.unlock_answer_delay_s if frame[2] == kerong.CMD_UNLOCK
+                     else self.status_answer_delay_s)
+            if delay > 0:
+                self._later(delay, self._write, reply)
             else:
                 self._write(reply)
 
