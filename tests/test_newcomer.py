@@ -139,3 +139,22 @@ def test_doctor_and_status_point_at_the_real_cause(tmp_path: Path) -> None:
     assert "has the locker run yet" not in status.stderr
     assert "LOCKER_AGENT_STATE_DIR=.state" in status.stderr
     assert str(tmp_path / "elsewhere") in status.stderr
+
+
+def test_locker_ctl_ignores_a_stale_or_planted_demo_broker_file(tmp_path: Path) -> None:
+    # review: the file could send this user's credentials and signed commands anywhere
+    broker_dir = tmp_path / ".state" / "mosquitto"
+    broker_dir.mkdir(parents=True)
+    cases = {
+        "elsewhere": ("203.0.113.7:1884", str(os.getpid())),  # not loopback
+        "stale": (f"127.0.0.1:{free_port()}", "999999999"),  # that broker is gone
+    }
+    for name, (address, pid) in cases.items():
+        (broker_dir / "listening").write_text(address + "\n")
+        (broker_dir / "mosquitto.pid").write_text(pid + "\n")
+        result = subprocess.run(
+            [str(BIN / "locker-ctl"), "--timeout", "2", "fleet"], capture_output=True,
+            text=True, timeout=60, cwd=tmp_path, env=clean_environment(),
+        )
+        assert "using the demo locker's broker" not in result.stderr, name
+        assert address not in result.stderr, name

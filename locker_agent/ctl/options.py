@@ -34,6 +34,7 @@ SIGN_KEY_ENV = "LOCKER_CTL_SIGN_KEY"
 LOCKER_KEYS_ENV = "LOCKER_CTL_LOCKER_KEYS"
 DEMO_OPERATOR_KEY = "demo-operator.key"
 DEMO_IDENTITY = "identity.pub"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 DEMO_BROKER = Path("mosquitto") / "listening"
 """``host:port`` of the demo locker's own broker while it runs (cloud/local_broker.py)."""
 DEFAULT_PORT, DEFAULT_TLS_PORT = 1883, 8883
@@ -138,15 +139,27 @@ def connected(args: argparse.Namespace) -> Iterator[FleetClient]:
 
 
 def demo_broker() -> tuple[str, int] | None:
-    """The broker a demo locker started here (``make run``), while it runs."""
+    """The broker a demo locker started here (``make run``), while it runs.
+
+    Believed only when it is the demo's own: on loopback, in a file of this user's, and with
+    the broker's pid still alive; a stale or planted file must not send this user's
+    credentials or signed commands anywhere else.
+    """
     directory = demo_state_dir()
     if directory is None:
         return None
+    path = directory / DEMO_BROKER
     try:
-        host, _, number = (directory / DEMO_BROKER).read_text().strip().rpartition(":")
-        return (host, int(number)) if host and number.isdigit() else None
-    except OSError:
+        if path.stat().st_uid != os.getuid():
+            return None
+        host, _, number = path.read_text().strip().rpartition(":")
+        pid = int((path.parent / "mosquitto.pid").read_text().strip())
+        os.kill(pid, 0)  # raises if no such process
+    except (OSError, ValueError):
         return None
+    if host not in LOOPBACK_HOSTS or not number.isdigit():
+        return None
+    return host, int(number)
 
 
 def demo_state_dir() -> Path | None:
