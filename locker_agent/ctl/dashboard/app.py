@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +41,8 @@ SUBSCRIBER_BACKLOG = 512
 logger = logging.getLogger(__name__)
 
 FAILED_SIGN_IN_DELAY_S = 0.5
+MAX_WAITING_SIGN_INS = 8
+"""Sign-ins queued for the one scrypt worker at once; one more is answered 429 at once."""
 SECURITY_HEADERS = {
     "Content-Security-Policy":
         "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
@@ -199,10 +202,23 @@ def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
         response.headers.update(SECURITY_HEADERS)
         return response
 
+    # scrypt runs on a worker of its own, never in the pool every other request uses, and
+    # only so many sign-ins may wait for it: a crowd of bogus ones cannot stall the page
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dashboard-sign-in")
+    waiting = {"sign_ins": 0}
+
     @app.post("/api/session")
     async def sign_in(body: SignIn, response: Response) -> dict[str, str]:
         # the operator is whoever the token belongs to: nothing the page says names them
-        signed = await run_in_threadpool(sessions.sign_in, body.token)
+        if waiting["sign_ins"] >= MAX_WAITING_SIGN_INS:
+            raise HTTPException(429, "too many sign-ins at once: try again in a moment",
+                                headers={"Retry-After": "1"})
+        waiting["sign_ins"] += 1
+        try:
+            signed = await asyncio.get_running_loop().run_in_executor(
+                hasher, sessions.sign_in, body.token)
+        finally:
+            waiting["sign_ins"] -= 1
         if signed is None:
             # one failure at a time, each taking its delay: guessing runs at a few a second
             # however many requests are sent at once
@@ -242,6 +258,9 @@ def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
                      ) -> StreamingResponse:
         assert session is not None  # signed_in let it through
         page = hub.open(session)
+        if sessions.operator(session) is None:  # signed out between the check and the open
+            hub.close(page)
+            raise HTTPException(401, "signed out")
 
         async def frames() -> AsyncIterator[bytes]:
             try:
@@ -255,7 +274,7 @@ def create_app(fleet: Fleet, sessions: Sessions, send: Commander, *,
                             return
                         yield b": keepalive\n\n"
                         continue
-                    if frame is None:
+                    if frame is None or sessions.operator(session) is None:
                         return
                     yield frame
             finally:
