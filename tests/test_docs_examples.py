@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shlex
 import subprocess
 import time
@@ -116,7 +117,7 @@ def test_the_locker_ctl_session_in_mqtt_api_md_runs_as_written(
         for argv in rest:  # an operator's watchers run in other terminals all along
             if argv[:2] == ["locker-ctl", "watch"]:
                 watchers.append((argv, run_ctl(site(argv), env)))
-        time.sleep(1.0)  # the watchers are subscribed
+        time.sleep(1.0)  # the watchers subscribe (a late one still gets the top-up below)
         for argv in rest:
             if argv[0] == "export":
                 name, _, value = argv[1].partition("=")
@@ -195,12 +196,15 @@ def test_the_readmes_demo_commands_run_as_written(checkout: Path) -> None:
             process = subprocess.Popen(["bash", "-c", command], cwd=checkout, env=env,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             if watching:  # runs until Ctrl-C: it must connect and print the locker's state
-                time.sleep(3)
+                assert process.stdout is not None
+                ready, _, _ = select.select([process.stdout], [], [], 30)
+                first = process.stdout.readline() if ready else ""
                 process.terminate()
-            out, err = process.communicate(timeout=60)
-            if watching:
-                assert out.strip(), f"{command}: printed nothing\n{err}"
+                _, err = process.communicate(timeout=60)
+                assert first.strip(), f"{command}: printed nothing in 30 s\n{err}"
+                assert json.loads(first)
                 continue
+            out, err = process.communicate(timeout=60)
             assert process.returncode == 0, f"{command}\n{out}\n{err}"
             if " send " in command:
                 assert json.loads(out)["ok"] is True, out

@@ -70,7 +70,7 @@ class ApiServer:
                 break
             except OSError as exc:
                 in_use = exc.errno == errno.EADDRINUSE
-                if in_use and offset < try_next_ports and wanted + offset < 65535:
+                if in_use and offset < try_next_ports and wanted + offset + 1 <= 65535:
                     continue
                 tried = (f"{self.host}:{wanted}" if offset == 0
                          else f"{self.host}:{wanted}-{wanted + offset}")

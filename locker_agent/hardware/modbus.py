@@ -12,7 +12,10 @@ from board to board. ``unlock()`` writes the coil on, and a timer thread writes 
 ``pulse_s`` later, so a stalled event loop cannot hold a lock on; ``unlock()`` writes it off
 too as it returns or is cancelled (whichever comes first acts, once). A write that gets no
 valid answer is sent again (``retries``); an off-write that still fails keeps the lock in
-:meth:`ModbusLocker.energised` (it may well be on) and is retried on every poll.
+:meth:`ModbusLocker.energised` (it may well be on) and is retried on every poll. Inside the
+agent, ``SafeLocks`` sees a lock still energised after its pulse and stops the driver first
+(every lock written off, the agent reported unhealthy): the retries on every poll are for the
+driver on its own (hw-monitor, tests).
 
 A poll task reads every unit's lock coils (01) and door inputs (02) every
 ``poll_interval_s``. A lock coil that reads on with no pulse under way (an off-write lost on

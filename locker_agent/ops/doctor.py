@@ -122,7 +122,8 @@ def check_api_port(config: AgentConfig) -> Finding:
                                fix="set api.host and api.port to an address this user may use")
         else:
             return Finding("PASS", "api", f"{where} is free for the kiosk page and API")
-    if _is_this_locker(f"http://{where}", config.locker_id):
+    host = f"[{api.host}]" if ":" in api.host else api.host
+    if _is_this_locker(f"http://{host}:{api.port}", config.locker_id):
         return Finding("PASS", "api", f"{where} is served by this locker's agent (running)")
     return Finding(
         "FAIL", "api", f"{where} is taken by another program",
@@ -136,8 +137,8 @@ def _is_this_locker(url: str, locker_id: str) -> bool:
     import urllib.request
 
     host = url.split("//", 1)[1].rsplit(":", 1)[0]
-    if host in ("0.0.0.0", "::", "[::]"):
-        url = url.replace(host, "127.0.0.1", 1)
+    if host in ("0.0.0.0", "[::]"):  # listening everywhere: ask it on loopback
+        url = url.replace(host, "127.0.0.1" if host == "0.0.0.0" else "[::1]", 1)
     try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=CONNECT_TIMEOUT_S) as response:
             body = json.loads(response.read(65536))
