@@ -39,8 +39,11 @@ def bare_board_fontconfig(directory: Path) -> dict[str, str]:
     return {"FONTCONFIG_FILE": str(config)}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One Chromium for the browser tests, closed when they are done: Playwright's sync API
+    keeps an event loop running in this thread while it is open, and every later test that
+    calls asyncio.run() would fail on it."""
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail(f"{CHROMIUM} is missing: bash scripts/ensure-system-packages.sh chromium")
     env = {**os.environ, **bare_board_fontconfig(tmp_path_factory.mktemp("fontconfig"))}
