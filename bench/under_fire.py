@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench.broker import Broker
 from bench.figures import Figure, Target
+from bench.floors import Floors
 from bench.lockers import write_locker_config
 from bench.world import pickup_latencies
 from locker_agent.config import load_config
@@ -112,7 +113,7 @@ async def _measure(config: Path, broker: Broker, samples: int) -> dict[str, list
         await agent.stop()
 
 
-def run(*, smoke: bool) -> list[Figure]:
+def run(*, smoke: bool, floors: Floors) -> list[Figure]:
     samples = 10 if smoke else 100
     with tempfile.TemporaryDirectory(prefix="bench-fire-") as tmp, \
             Broker(Path(tmp, "broker")) as broker:
@@ -122,7 +123,7 @@ def run(*, smoke: bool) -> list[Figure]:
         )
         result = asyncio.run(_measure(config, broker, samples))
     quiet = Figure("unlock latency, quiet (same run as under fire)", "ms", result["quiet"],
-                   f"{len(result['quiet'])} pickups")
+                   f"{len(result['quiet'])} pickups", floor=floors.one_commit())
     fire_target = Target("p99 ≤ 3x the quiet p99", "p99", 3 * quiet.p99)
     note = (f"{JUNK_PER_S} junk commands/s on the broker ({int(result['junk_sent'][0])} sent) "
             f"and {IDLE_CONNECTIONS} idle HTTP connections on the API")
@@ -130,7 +131,8 @@ def run(*, smoke: bool) -> list[Figure]:
     return [
         quiet,
         Figure("unlock latency under fire", "ms", result["fire"],
-               f"{len(result['fire'])} pickups", fire_target, notes=[note]),
+               f"{len(result['fire'])} pickups", fire_target, notes=[note],
+               floor=floors.one_commit()),
         Figure("longest relay pulse under fire", "ms", result["fire_pulses"],
                f"{len(result['fire_pulses'])} pulses of {PULSE_MS} ms", pulse_target,
                notes=["from the simulated driver's record of when each coil was energised "
