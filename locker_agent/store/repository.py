@@ -6,12 +6,14 @@ Every transition's changes and the events it produced are written in one SQLite 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from locker_agent.domain.model import (
 from locker_agent.store.code_guard import CodeGuardStore
 from locker_agent.store.database import open_engine
 from locker_agent.store.migrations import CURRENT_VERSION, migrate, schema_version
+from locker_agent.store.prepared import Prepared
 from locker_agent.store.tables import (
     AssignmentRow,
     AuditRow,
@@ -73,24 +76,35 @@ def _upsert(table: Any, key: str) -> Any:
     )
 
 
-# The commit path's statements, built once and run with parameters: building a statement
-# per row cost more CPU than SQLite's own work (measured with bench/store_commit.py; see
-# docs/benchmarks.md). Each is compiled once and then served from SQLAlchemy's cache.
-_UPDATE_LOCKER = update(_LOCKER).where(_LOCKER.c.id == 1).values(
+# The commit path's statements, compiled once and run on the SQLite cursor (store/prepared.py):
+# building a statement per row, then running even a cached one through SQLAlchemy's execution
+# machinery, cost more CPU than SQLite's own work (measured with bench/store_commit.py; see
+# docs/benchmarks.md, issues 8 and 19).
+_EVENT_COLUMNS = ("event_id", "type", "at", "compartment_id", "assignment_id", "payload")
+_UPDATE_LOCKER = Prepared(update(_LOCKER).where(_LOCKER.c.id == 1).values(
     service_seconds=bindparam("b_seconds"),
     out_of_service_reason=bindparam("b_out_of_service_reason"),
     remote_open_lockout=bindparam("b_remote_open_lockout"),
+))
+_UPDATE_COMPARTMENT = Prepared(
+    update(_COMPARTMENT).where(_COMPARTMENT.c.id == bindparam("b_id")).values(
+        out_of_service_reason=bindparam("b_out_of_service_reason"), door=bindparam("b_door"))
 )
-_UPDATE_COMPARTMENT = update(_COMPARTMENT).where(_COMPARTMENT.c.id == bindparam("b_id")).values(
-    out_of_service_reason=bindparam("b_out_of_service_reason"), door=bindparam("b_door")
-)
-_UPSERT_ASSIGNMENT = _upsert(_ASSIGNMENT, "id")
-_UPSERT_CREDENTIAL = _upsert(_CREDENTIAL, "id")
-_UPSERT_INTENT = _upsert(_INTENT, "compartment_id")
-_DELETE_INTENT = delete(_INTENT).where(_INTENT.c.compartment_id == bindparam("b_id"))
-_LINK_CREDENTIAL = insert(_LINK).on_conflict_do_nothing()
-_INSERT_OUTBOX = insert(_OUTBOX)
-_INSERT_AUDIT = insert(_AUDIT)
+_UPSERT_ASSIGNMENT = Prepared(_upsert(_ASSIGNMENT, "id"), [c.name for c in _ASSIGNMENT.columns])
+_UPSERT_CREDENTIAL = Prepared(_upsert(_CREDENTIAL, "id"), [c.name for c in _CREDENTIAL.columns])
+_UPSERT_INTENT = Prepared(_upsert(_INTENT, "compartment_id"), [c.name for c in _INTENT.columns])
+_DELETE_INTENT = Prepared(delete(_INTENT).where(_INTENT.c.compartment_id == bindparam("b_id")))
+_LINK_CREDENTIAL = Prepared(insert(_LINK).on_conflict_do_nothing(),
+                            ["credential_id", "assignment_id"])
+_INSERT_OUTBOX = Prepared(insert(_OUTBOX), _EVENT_COLUMNS)
+_INSERT_AUDIT = Prepared(insert(_AUDIT), _EVENT_COLUMNS)
+_INSERT_INBOX = Prepared(insert(_INBOX).on_conflict_do_nothing(),
+                         ["command_id", "name", "received_at", "reply"])
+_INBOX_REPLY = Prepared(select(_INBOX.c.reply).where(_INBOX.c.command_id == bindparam("b_id")))
+_ARCHIVED_STATUS = Prepared(
+    select(_ASSIGNMENT.c.status).where(_ASSIGNMENT.c.id == bindparam("b_id")))
+_MARK_PUBLISHED = Prepared(update(_OUTBOX).where(_OUTBOX.c.seq == bindparam("b_seq")).values(
+    published_at=bindparam("b_at")))
 
 
 RESERVE_FILE = "reserve.space"
@@ -112,8 +126,14 @@ class Store:
         if exclusive:
             self._lock_fd = _claim(path.with_name(path.name + ".lock"))
         self.engine = open_engine(path)
+        self._writer: Connection | None = None
+        self._writer_thread: int | None = None
 
     def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):  # from another thread: the pool's to close
+                writer.close()
         self.engine.dispose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the lock
@@ -237,10 +257,8 @@ class Store:
 
     def archived_status(self, assignment_id: str) -> AssignmentStatus | None:
         with self.engine.connect() as conn:
-            status = conn.execute(
-                select(_ASSIGNMENT.c.status).where(_ASSIGNMENT.c.id == assignment_id)
-            ).scalar_one_or_none()
-        return None if status is None else AssignmentStatus(status)
+            row = _ARCHIVED_STATUS.run(conn, {"b_id": assignment_id}).fetchone()
+        return None if row is None else AssignmentStatus(row[0])
 
     def dead_code_reason(self, digest: str) -> str | None:
         """Why a code no longer in memory stopped working, if this locker ever had it."""
@@ -269,6 +287,27 @@ class Store:
 
     # ---------------------------------------------------------------- committing
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction for the locker's own writes, on a connection kept open for them.
+
+        Checking a connection out of the pool and back in for every commit cost more CPU than
+        the commit's statements (docs/benchmarks.md, issue 19). The connection belongs to the
+        thread that first wrote (the event loop's: SQLite connections stay in their thread);
+        any other thread gets one from the pool as before.
+        """
+        thread = threading.get_ident()
+        if self._writer_thread is None:
+            self._writer_thread = thread
+        if thread != self._writer_thread:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        if self._writer is None or self._writer.closed:
+            self._writer = self.engine.connect()
+        with self._writer.begin():
+            yield self._writer
+
     def commit(
         self,
         locker: Locker,
@@ -283,7 +322,7 @@ class Store:
         so a command is applied at most once even across a power cut.
         """
         changes = locker.take_changes()
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             self._write_changes(conn, locker, changes)
             if inbox is not None:
                 self._write_inbox(conn, inbox)
@@ -300,14 +339,12 @@ class Store:
     def inbox_reply(self, command_id: str) -> dict[str, Any] | None:
         """The reply already given to ``command_id``, if it was seen before."""
         with self.engine.connect() as conn:
-            reply = conn.execute(
-                select(_INBOX.c.reply).where(_INBOX.c.command_id == command_id)
-            ).scalar_one_or_none()
-        return None if reply is None else dict(json.loads(reply))
+            row = _INBOX_REPLY.run(conn, {"b_id": command_id}).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def record_command(self, record: InboxRecord) -> None:
         """Remember a command that changed nothing (refused, or a query) with its reply."""
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             self._write_inbox(conn, record)
 
     def policy_overrides(self) -> dict[str, Any]:
@@ -317,16 +354,12 @@ class Store:
 
     @staticmethod
     def _write_inbox(conn: Connection, record: InboxRecord) -> None:
-        conn.execute(
-            insert(_INBOX)
-            .values(
-                command_id=record.command_id,
-                name=record.name,
-                received_at=record.received_at,
-                reply=json.dumps(record.reply, sort_keys=True, default=str),
-            )
-            .on_conflict_do_nothing()
-        )
+        _INSERT_INBOX.run(conn, {
+            "command_id": record.command_id,
+            "name": record.name,
+            "received_at": record.received_at,
+            "reply": json.dumps(record.reply, sort_keys=True, default=str),
+        })
 
     def code_guard(self) -> CodeGuardStore:
         """Lockout counters, the used-token ledger and courier revocations, in this file."""
@@ -363,23 +396,23 @@ class Store:
         return True
 
     def save_clock(self, locker: Locker) -> None:
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             self._write_locker(conn, locker)
 
     def _write_changes(self, conn: Connection, locker: Locker, changes: Changes) -> None:
         self._write_locker(conn, locker)
         if changes.compartments:
-            conn.execute(_UPDATE_COMPARTMENT, [
+            _UPDATE_COMPARTMENT.run_many(conn, [
                 {"b_id": c.id, "b_out_of_service_reason": c.out_of_service_reason,
                  "b_door": c.door.value}
                 for c in changes.compartments.values()
             ])
         if changes.assignments:
-            conn.execute(
-                _UPSERT_ASSIGNMENT, [_assignment_values(a) for a in changes.assignments.values()]
+            _UPSERT_ASSIGNMENT.run_many(
+                conn, [_assignment_values(a) for a in changes.assignments.values()]
             )
         if changes.credentials:
-            conn.execute(_UPSERT_CREDENTIAL, [
+            _UPSERT_CREDENTIAL.run_many(conn, [
                 _credential_values(cred, live=cred.id in locker.credentials)
                 for cred in changes.credentials.values()
             ])
@@ -389,16 +422,16 @@ class Store:
                 for assignment_id in cred.assignment_ids
             ]
             if links:
-                conn.execute(_LINK_CREDENTIAL, links)
+                _LINK_CREDENTIAL.run_many(conn, links)
         gone = [{"b_id": cid} for cid, intent in changes.intents.items() if intent is None]
         if gone:
-            conn.execute(_DELETE_INTENT, gone)
+            _DELETE_INTENT.run_many(conn, gone)
         kept = [_intent_values(i) for i in changes.intents.values() if i is not None]
         if kept:
-            conn.execute(_UPSERT_INTENT, kept)
+            _UPSERT_INTENT.run_many(conn, kept)
 
     def _write_locker(self, conn: Connection, locker: Locker) -> None:
-        conn.execute(_UPDATE_LOCKER, {
+        _UPDATE_LOCKER.run(conn, {
             "b_seconds": locker.clock.seconds,
             "b_out_of_service_reason": locker.out_of_service_reason,
             "b_remote_open_lockout": locker.remote_open_lockout,
@@ -408,6 +441,7 @@ class Store:
         self, conn: Connection, events: Iterable[DomainEvent]
     ) -> list[StoredEvent]:
         stored = []
+        rows = []
         for event in events:
             event_id = str(uuid.uuid4())
             payload = json.dumps(event.data, sort_keys=True, default=str)
@@ -419,12 +453,12 @@ class Store:
                 "assignment_id": event.assignment_id,
                 "payload": payload,
             }
-            seq = conn.execute(_INSERT_OUTBOX, row).inserted_primary_key
-            conn.execute(_INSERT_AUDIT, row)
+            seq = _INSERT_OUTBOX.run(conn, row).lastrowid
             assert seq is not None
+            rows.append(row)
             stored.append(
                 StoredEvent(
-                    seq=int(seq[0]),
+                    seq=int(seq),
                     event_id=event_id,
                     type=event.type,
                     at=event.at,
@@ -433,6 +467,8 @@ class Store:
                     data=json.loads(payload),
                 )
             )
+        if rows:
+            _INSERT_AUDIT.run_many(conn, rows)
         return stored
 
     # -------------------------------------------------------------------- outbox
@@ -449,10 +485,8 @@ class Store:
             return [_stored_event(r) for r in rows]
 
     def mark_published(self, seqs: Iterable[int], at: datetime) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(_OUTBOX).where(_OUTBOX.c.seq.in_(list(seqs))).values(published_at=at)
-            )
+        with self._transaction() as conn:
+            _MARK_PUBLISHED.run_many(conn, [{"b_seq": seq, "b_at": at} for seq in seqs])
 
     def unpublish(self, from_seq: int, to_seq: int) -> tuple[int, int | None]:
         """Queue events ``from_seq..to_seq`` to be sent again; returns (count, oldest kept seq)."""
