@@ -47,6 +47,10 @@ class Prepared:
                 (name, bind.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)))
             if not bind.required:
                 self._fixed[name] = bind.effective_value
+        self._results: list[Processor] = [
+            column.type.dialect_impl(_DIALECT).result_processor(_DIALECT, None)
+            for column in getattr(statement, "selected_columns", ())
+        ]
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         fixed = self._fixed
@@ -66,6 +70,16 @@ class Prepared:
             if full is None:
                 raise
             raise full from exc
+
+    def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """A query's rows, each value converted as SQLAlchemy would (a timestamp's text to
+        a datetime)."""
+        processors = self._results
+        return [
+            tuple(v if p is None or v is None else p(v) for v, p in zip(row, processors,
+                                                                       strict=True))
+            for row in self.run(conn, values).fetchall()
+        ]
 
     def run_many(self, conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         cursor = cursor_of(conn)

@@ -103,6 +103,12 @@ _INSERT_INBOX = Prepared(insert(_INBOX).on_conflict_do_nothing(),
 _INBOX_REPLY = Prepared(select(_INBOX.c.reply).where(_INBOX.c.command_id == bindparam("b_id")))
 _ARCHIVED_STATUS = Prepared(
     select(_ASSIGNMENT.c.status).where(_ASSIGNMENT.c.id == bindparam("b_id")))
+_PENDING_EVENTS = Prepared(
+    select(_OUTBOX.c.seq, *[_OUTBOX.c[name] for name in _EVENT_COLUMNS])
+    .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.seq > bindparam("b_after"))
+    .order_by(_OUTBOX.c.seq)
+    .limit(bindparam("b_limit"))
+)
 _MARK_PUBLISHED = Prepared(update(_OUTBOX).where(_OUTBOX.c.seq == bindparam("b_seq")).values(
     published_at=bindparam("b_at")))
 
@@ -128,8 +134,14 @@ class Store:
         self.engine = open_engine(path)
         self._writer: Connection | None = None
         self._writer_thread: int | None = None
+        self._acknowledged: dict[int, datetime] = {}
+        """Events the broker acknowledged whose published_at is not written yet (seq: when):
+        see mark_published_soon."""
+        self._acknowledged_lock = threading.Lock()
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):  # at worst those events are sent once more
+            self.flush_published()
         writer, self._writer = self._writer, None
         if writer is not None:
             with contextlib.suppress(Exception):  # from another thread: the pool's to close
@@ -256,7 +268,7 @@ class Store:
         )
 
     def archived_status(self, assignment_id: str) -> AssignmentStatus | None:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = _ARCHIVED_STATUS.run(conn, {"b_id": assignment_id}).fetchone()
         return None if row is None else AssignmentStatus(row[0])
 
@@ -286,6 +298,16 @@ class Store:
         return "used"
 
     # ---------------------------------------------------------------- committing
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for a read on the hot path: the writer's, in its own thread."""
+        if threading.get_ident() == self._writer_thread and self._writer is not None \
+                and not self._writer.closed and not self._writer.in_transaction():
+            yield self._writer
+            return
+        with self.engine.connect() as conn:
+            yield conn
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -322,7 +344,9 @@ class Store:
         so a command is applied at most once even across a power cut.
         """
         changes = locker.take_changes()
+        acknowledged = self._acknowledged_now()
         with self._transaction() as conn:
+            self._write_published(conn, acknowledged)
             self._write_changes(conn, locker, changes)
             if inbox is not None:
                 self._write_inbox(conn, inbox)
@@ -332,13 +356,15 @@ class Store:
                         policy_overrides=json.dumps(dict(policy_overrides), sort_keys=True)
                     )
                 )
-            return self._append_events(conn, events)
+            stored = self._append_events(conn, events)
+        self._forget_acknowledged(acknowledged)
+        return stored
 
     # --------------------------------------------------------------------- inbox
 
     def inbox_reply(self, command_id: str) -> dict[str, Any] | None:
         """The reply already given to ``command_id``, if it was seen before."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = _INBOX_REPLY.run(conn, {"b_id": command_id}).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
@@ -474,22 +500,63 @@ class Store:
     # -------------------------------------------------------------------- outbox
 
     def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[StoredEvent]:
-        """Unpublished events in ``seq`` order."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(_OUTBOX)
-                .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.seq > after_seq)
-                .order_by(_OUTBOX.c.seq)
-                .limit(limit)
-            ).mappings()
-            return [_stored_event(r) for r in rows]
+        """Unpublished events in ``seq`` order (acknowledged ones not yet written are not)."""
+        acknowledged = self._acknowledged_now()
+        with self._reading() as conn:
+            rows = _PENDING_EVENTS.rows(
+                conn, {"b_after": after_seq, "b_limit": limit + len(acknowledged)})
+        return [
+            StoredEvent(seq=seq, event_id=event_id, type=type_, at=at,
+                        compartment_id=compartment_id, assignment_id=assignment_id,
+                        data=json.loads(payload))
+            for seq, event_id, type_, at, compartment_id, assignment_id, payload in rows
+            if seq not in acknowledged
+        ][:limit]
 
     def mark_published(self, seqs: Iterable[int], at: datetime) -> None:
         with self._transaction() as conn:
             _MARK_PUBLISHED.run_many(conn, [{"b_seq": seq, "b_at": at} for seq in seqs])
 
+    def mark_published_soon(self, seqs: Iterable[int], at: datetime) -> int:
+        """Remember acknowledgements to write with the next commit (or flush_published).
+
+        An acknowledgement needs no fsync of its own: lost in a power cut, its event is sent
+        once more, which at-least-once delivery with stable event ids allows. Writing each
+        one at once cost a command a second fsync (docs/benchmarks.md, issue 19).
+        """
+        with self._acknowledged_lock:
+            for seq in seqs:
+                self._acknowledged.setdefault(seq, at)
+            return len(self._acknowledged)
+
+    def flush_published(self) -> None:
+        acknowledged = self._acknowledged_now()
+        if not acknowledged:
+            return
+        with self._transaction() as conn:
+            self._write_published(conn, acknowledged)
+        self._forget_acknowledged(acknowledged)
+
+    def _acknowledged_now(self) -> dict[int, datetime]:
+        with self._acknowledged_lock:
+            return dict(self._acknowledged)
+
+    def _forget_acknowledged(self, written: Mapping[int, datetime]) -> None:
+        with self._acknowledged_lock:
+            for seq in written:
+                self._acknowledged.pop(seq, None)
+
+    @staticmethod
+    def _write_published(conn: Connection, acknowledged: Mapping[int, datetime]) -> None:
+        if acknowledged:
+            _MARK_PUBLISHED.run_many(
+                conn, [{"b_seq": seq, "b_at": at} for seq, at in acknowledged.items()])
+
     def unpublish(self, from_seq: int, to_seq: int) -> tuple[int, int | None]:
         """Queue events ``from_seq..to_seq`` to be sent again; returns (count, oldest kept seq)."""
+        with self._acknowledged_lock:
+            for seq in [s for s in self._acknowledged if from_seq <= s <= to_seq]:
+                del self._acknowledged[seq]
         with self.engine.begin() as conn:
             oldest = conn.execute(select(func.min(_OUTBOX.c.seq))).scalar_one_or_none()
             result = conn.execute(
@@ -501,6 +568,7 @@ class Store:
 
     def drop_oldest_unpublished(self, count: int) -> tuple[int, int, int] | None:
         """Delete the ``count`` oldest unpublished events; (first seq, last seq, number)."""
+        self.flush_published()  # acknowledged ones are not among them
         with self.engine.begin() as conn:
             seqs = list(
                 conn.execute(
@@ -516,14 +584,17 @@ class Store:
             return seqs[0], seqs[-1], len(seqs)
 
     def outbox_depth(self) -> int:
+        """Events not yet acknowledged by the broker."""
+        acknowledged = self._acknowledged_now()
         with self.engine.connect() as conn:
-            return int(
+            unpublished = int(
                 conn.execute(
                     select(func.count()).select_from(_OUTBOX).where(
                         _OUTBOX.c.published_at.is_(None)
                     )
                 ).scalar_one()
             )
+        return max(0, unpublished - len(acknowledged))
 
     def last_seq(self) -> int:
         """The highest seq ever given to an event (0 if none)."""
