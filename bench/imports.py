@@ -15,7 +15,6 @@ from bench.floors import Floors
 
 MODULES = (
     ("pydantic", "config, contract"),
-    ("pydantic_settings", "config"),
     ("sqlalchemy", "store"),
     ("sqlmodel", "store tables"),
     ("paho.mqtt.client", "cloud link"),

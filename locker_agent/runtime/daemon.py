@@ -352,14 +352,13 @@ async def run_agent(
     config_path: Path | None = None,
 ) -> int:
     """Run the locker until SIGTERM or SIGINT; SIGHUP reloads runtime policies."""
-    from locker_agent.runtime.demo import DEMO_API_PORTS, grant_demo_courier, seed_demo_parcels
-    from locker_agent.runtime.operator_console import OperatorConsole
-
     # taken out of the environment so the local broker never speaks to systemd in our name
     notifier = Notifier.from_environment(unset_environment=True)
     watchdog: Watchdog | None = None
     agent = build_agent(config)
     if demo:
+        from locker_agent.runtime.demo import DEMO_API_PORTS
+
         agent.api_try_next_ports = DEMO_API_PORTS
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -400,6 +399,8 @@ async def run_agent(
         )
         out(f"locker {config.locker_id} is running; its state lives in {config.state_dir}")
         if demo:
+            from locker_agent.runtime.demo import grant_demo_courier, seed_demo_parcels
+
             await seed_demo_parcels(agent.service, config, out=out)
             grant_demo_courier(agent.service, out=out)
         if agent.api is not None:
@@ -410,6 +411,8 @@ async def run_agent(
             else config.hardware.simulated.console and sys.stdin.isatty()
         )
         if use_console and agent.simulator is not None:
+            from locker_agent.runtime.operator_console import OperatorConsole
+
             operator = OperatorConsole(agent.service, agent.simulator, out=out)
             console_input = ConsoleCodeInput(commands=operator.command)
 
