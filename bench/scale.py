@@ -26,7 +26,7 @@ from locker_agent.config import load_config
 from locker_agent.domain.credentials import CodeHasher
 from locker_agent.domain.errors import InvalidCode
 from locker_agent.domain.model import AssignmentKind, AssignmentStatus, CredentialKind
-from locker_agent.runtime.daemon import Agent, build_agent
+from locker_agent.runtime.daemon import Agent, build_agent, settle_heap
 from locker_agent.runtime.secret import load_secret
 from locker_agent.store.tables import AssignmentRow, CredentialAssignmentRow, CredentialRow
 
@@ -85,6 +85,7 @@ async def _measure(
     agent = build_agent(load_config(config_path), cloud=False)
     load_s = time.perf_counter() - started
     await agent.start()
+    settle_heap()  # as `locker-agent run` does once READY
     try:
         doors = doors_for(agent)
         loaded = await load_parcels(agent, doors, 1)

@@ -24,7 +24,7 @@ from bench.floors import Floors
 from bench.lockers import write_locker_config
 from bench.world import pickup_latencies
 from locker_agent.config import load_config
-from locker_agent.runtime.daemon import Agent, build_agent
+from locker_agent.runtime.daemon import Agent, build_agent, settle_heap
 
 LOCKER = "bench-fire"
 PULSE_MS = 50
@@ -91,6 +91,7 @@ def _idle_connections(host: str, port: int, count: int) -> list[socket.socket]:
 async def _measure(config: Path, broker: Broker, samples: int) -> dict[str, list[float]]:
     agent = build_agent(load_config(config))
     await agent.start()
+    settle_heap()  # as `locker-agent run` does once READY
     try:
         quiet = await pickup_latencies(agent, samples)
         quiet_pulses = _pulses_ms(agent, 0.0)
