@@ -109,6 +109,13 @@ _PENDING_EVENTS = Prepared(
     .order_by(_OUTBOX.c.seq)
     .limit(bindparam("b_limit"))
 )
+_DEAD_CODE = Prepared(
+    select(_CREDENTIAL.c.revoked_at, _ASSIGNMENT.c.status)
+    .select_from(_CREDENTIAL)
+    .outerjoin(_LINK, _LINK.c.credential_id == _CREDENTIAL.c.id)
+    .outerjoin(_ASSIGNMENT, _ASSIGNMENT.c.id == _LINK.c.assignment_id)
+    .where(_CREDENTIAL.c.digest == bindparam("b_digest"), _CREDENTIAL.c.live.is_(False))
+)
 _MARK_PUBLISHED = Prepared(update(_OUTBOX).where(_OUTBOX.c.seq == bindparam("b_seq")).values(
     published_at=bindparam("b_at")))
 
@@ -274,23 +281,13 @@ class Store:
 
     def dead_code_reason(self, digest: str) -> str | None:
         """Why a code no longer in memory stopped working, if this locker ever had it."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(_CREDENTIAL.c.id, _CREDENTIAL.c.revoked_at).where(
-                    _CREDENTIAL.c.digest == digest, _CREDENTIAL.c.live.is_(False)
-                )
-            ).all()
-            if not rows:
-                return None
-            if any(row.revoked_at is not None for row in rows):
-                return "revoked"
-            statuses = set(
-                conn.execute(
-                    select(_ASSIGNMENT.c.status)
-                    .join(_LINK, _LINK.c.assignment_id == _ASSIGNMENT.c.id)
-                    .where(_LINK.c.credential_id.in_([row.id for row in rows]))
-                ).scalars()
-            )
+        with self._reading() as conn:
+            rows = _DEAD_CODE.rows(conn, {"b_digest": digest})
+        if not rows:
+            return None
+        if any(revoked_at is not None for revoked_at, _ in rows):
+            return "revoked"
+        statuses = {status for _, status in rows if status is not None}
         if AssignmentStatus.RECLAIMED.value in statuses:
             return "expired"
         if statuses == {AssignmentStatus.CANCELLED.value}:
