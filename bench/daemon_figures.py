@@ -18,10 +18,14 @@ import psutil
 from bench.broker import Broker
 from bench.daemon import DaemonProcess
 from bench.figures import Figure, Target
+from bench.floors import Floors
 from bench.lockers import write_locker_config
 
-STARTUP = Target("≤ 1.5 s", "p99", 1.5)
-FOOTPRINT = Target("≤ 72 MB", "max", 72.0)
+STARTUP = Target("median ≤ 1.0 s", "median", 1.0)
+"""Issue 19 (was p99 ≤ 1.5 s): this VM; the first of the starts migrates an empty file."""
+FOOTPRINT = Target("max ≤ 72 MB", "max", 72.0)
+FOOTPRINT_STRETCH_MB = 60.0
+"""Issue 19's stretch goal, reported in the notes."""
 IDLE = Target("≤ 1 % of one core", "median", 1.0)
 SETTLE_S = 5.0
 SMOKE_SETTLE_S = 2.0
@@ -66,9 +70,12 @@ def footprint(runs: int, settle_s: float = SETTLE_S) -> Figure:
                     samples.append(process.memory_info().rss / 2**20)
                     time.sleep(0.2)
                 rss.append(statistics.median(samples))
+    stretch = ("met" if max(rss) <= FOOTPRINT_STRETCH_MB
+               else f"not met, {max(rss) - FOOTPRINT_STRETCH_MB:.1f} MB over")
     return Figure("footprint (steady-state RSS)", "MB", rss, f"{len(rss)} daemon processes",
                   FOOTPRINT, notes=[f"gpio backend on MockFactory, MQTT and kiosk API on; "
-                                    f"RSS {settle_s:g} s after READY (MB = 2^20 bytes)"])
+                                    f"RSS {settle_s:g} s after READY (MB = 2^20 bytes); "
+                                    f"stretch goal ≤ {FOOTPRINT_STRETCH_MB:g} MB: {stretch}"])
 
 
 def idle_cpu(window_s: float, slices: int = 10, settle_s: float = SETTLE_S) -> Figure:
@@ -92,7 +99,7 @@ def idle_cpu(window_s: float, slices: int = 10, settle_s: float = SETTLE_S) -> F
                                "BENCH_IDLE_S sets the window (the issue asks for 600 s)"])
 
 
-def run(*, smoke: bool) -> list[Figure]:
+def run(*, smoke: bool, floors: Floors) -> list[Figure]:
     window = float(os.environ.get("BENCH_IDLE_S", "4" if smoke else "60"))
     if smoke:
         return [startup(2), footprint(1, SMOKE_SETTLE_S),

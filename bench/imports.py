@@ -11,10 +11,10 @@ import subprocess
 import sys
 
 from bench.figures import Figure
+from bench.floors import Floors
 
 MODULES = (
     ("pydantic", "config, contract"),
-    ("pydantic_settings", "config"),
     ("sqlalchemy", "store"),
     ("sqlmodel", "store tables"),
     ("paho.mqtt.client", "cloud link"),
@@ -52,7 +52,7 @@ def daemon_modules() -> set[str]:
     return set(output.split())
 
 
-def run(*, smoke: bool) -> list[Figure]:
+def run(*, smoke: bool, floors: Floors) -> list[Figure]:
     runs = 1 if smoke else 3
     figures = []
     for module, used_for in MODULES:

@@ -20,6 +20,7 @@ from pathlib import Path
 from bench.broker import Broker
 from bench.daemon import DaemonProcess
 from bench.figures import Figure, Target
+from bench.floors import Floors
 from bench.lockers import operator_client, write_locker_config
 from locker_agent.config import load_config
 from locker_agent.ctl.client import Received
@@ -112,7 +113,7 @@ def drain(count: int, timeout: float = 600.0, max_inflight: int = 20) -> tuple[f
         return finished - recorder.online_at, problems
 
 
-def run(*, smoke: bool) -> list[Figure]:
+def run(*, smoke: bool, floors: Floors) -> list[Figure]:
     count = 5_000 if smoke else 100_000
     # the default window of 20 unacknowledged events, and a wider one (mqtt.max_inflight)
     return [_figure(count, inflight) for inflight in ((20,) if smoke else (20, 200))]

@@ -24,21 +24,38 @@ Measured figures for issue 8, produced by `make bench` (`python -m bench`; the c
 """
 
 
-def _row(figure: Figure) -> list[str]:
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}x" if value < 10 else f"{value:.0f}x"
+
+
+def _floor(figure: Figure) -> list[str]:
+    """The floor's cells: what it is (and its value this run), and the figure's ratios to it."""
+    if figure.floor is None:
+        return ["-", "-"]
+    floor = f"{figure.floor.text}: {fmt(figure.floor.value)} {figure.unit}"
     if not figure.measured:
-        return [figure.name, figure.runs or "-", "-", "-", figure.target.text if figure.target
-                else "-", figure.verdict()]
+        return [floor, "-"]
+    return [floor, f"{_ratio(figure.times_floor('median'))} / {_ratio(figure.times_floor('p99'))}"]
+
+
+def _row(figure: Figure) -> list[str]:
+    target = figure.target.describe(figure) if figure.target else "-"
+    if not figure.measured:
+        return [figure.name, figure.runs or "-", "-", "-", *_floor(figure), target,
+                figure.verdict()]
     return [
         figure.name,
         figure.runs,
         f"{fmt(figure.median)} {figure.unit}",
         f"{fmt(figure.p99)} {figure.unit}",
-        figure.target.text if figure.target else "-",
+        *_floor(figure),
+        target,
         figure.verdict(),
     ]
 
 
-COLUMNS = ["figure", "runs", "median", "p99", "target", "verdict"]
+COLUMNS = ["figure", "runs", "median", "p99", "floor (same run)", "x floor (median / p99)",
+           "target", "verdict"]
 
 
 def render_table(figures: Sequence[Figure]) -> str:
@@ -55,7 +72,11 @@ def _measured(figures: Sequence[Figure], machine: dict[str, str]) -> str:
     lines += [f"- **{key}**: {value}" for key, value in machine.items()]
     lines += ["", "## Figures", "",
               "Median and p99 (nearest rank) over the runs stated; with one run both are that "
-              "run. A verdict compares the statistic the target names.", "",
+              "run. A latency's floor is what this machine allows for the same steps, measured "
+              "at the start of this run (the `floor:` rows, `bench/floors.py`; a floor is the "
+              "median of its samples), and `x floor` is the figure's median and p99 divided by "
+              "it. A verdict compares the statistic the target names; a target stated as a "
+              "ratio is worked out against this run's floor.", "",
               "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in _row(f)) + " |" for f in figures]
     notes = [f for f in figures if f.notes]

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from bench.broker import Broker
 from bench.figures import Figure, Target
+from bench.floors import Floors
 from bench.lockers import write_locker_config
 from bench.world import pickup_latencies
 from locker_agent.config import load_config
-from locker_agent.runtime.daemon import Agent, build_agent
+from locker_agent.runtime.daemon import Agent, build_agent, settle_heap
 
 LOCKER = "bench-fire"
 PULSE_MS = 50
@@ -90,6 +91,7 @@ def _idle_connections(host: str, port: int, count: int) -> list[socket.socket]:
 async def _measure(config: Path, broker: Broker, samples: int) -> dict[str, list[float]]:
     agent = build_agent(load_config(config))
     await agent.start()
+    settle_heap()  # as `locker-agent run` does once READY
     try:
         quiet = await pickup_latencies(agent, samples)
         quiet_pulses = _pulses_ms(agent, 0.0)
@@ -112,7 +114,7 @@ async def _measure(config: Path, broker: Broker, samples: int) -> dict[str, list
         await agent.stop()
 
 
-def run(*, smoke: bool) -> list[Figure]:
+def run(*, smoke: bool, floors: Floors) -> list[Figure]:
     samples = 10 if smoke else 100
     with tempfile.TemporaryDirectory(prefix="bench-fire-") as tmp, \
             Broker(Path(tmp, "broker")) as broker:
@@ -122,7 +124,7 @@ def run(*, smoke: bool) -> list[Figure]:
         )
         result = asyncio.run(_measure(config, broker, samples))
     quiet = Figure("unlock latency, quiet (same run as under fire)", "ms", result["quiet"],
-                   f"{len(result['quiet'])} pickups")
+                   f"{len(result['quiet'])} pickups", floor=floors.one_commit())
     fire_target = Target("p99 ≤ 3x the quiet p99", "p99", 3 * quiet.p99)
     note = (f"{JUNK_PER_S} junk commands/s on the broker ({int(result['junk_sent'][0])} sent) "
             f"and {IDLE_CONNECTIONS} idle HTTP connections on the API")
@@ -130,7 +132,8 @@ def run(*, smoke: bool) -> list[Figure]:
     return [
         quiet,
         Figure("unlock latency under fire", "ms", result["fire"],
-               f"{len(result['fire'])} pickups", fire_target, notes=[note]),
+               f"{len(result['fire'])} pickups", fire_target, notes=[note],
+               floor=floors.one_commit()),
         Figure("longest relay pulse under fire", "ms", result["fire_pulses"],
                f"{len(result['fire_pulses'])} pulses of {PULSE_MS} ms", pulse_target,
                notes=["from the simulated driver's record of when each coil was energised "

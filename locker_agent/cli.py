@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 from locker_agent import __version__
+
+# Each command's own modules (doctor, hw-test, the demo) are imported by that command: `run`
+# starts faster and smaller without them (docs/benchmarks.md, issue 19).
 from locker_agent.app.report import assignment_rows, compartment_rows, status_text
 from locker_agent.config import AgentConfig, ConfigError, default_config_path, load_config
 from locker_agent.domain.credentials import CodeHasher
-from locker_agent.ops.commissioning import hw_test
-from locker_agent.ops.doctor import run_doctor
 from locker_agent.runtime.daemon import build_agent, run_agent
-from locker_agent.runtime.demo import with_demo_operator_key
 from locker_agent.runtime.errors import StartupError
 from locker_agent.runtime.identity import load_identity
 from locker_agent.runtime.log import configure_logging
@@ -123,6 +123,8 @@ def _run(args: argparse.Namespace) -> int:
         print("--demo is only for the simulated locker", file=sys.stderr)
         return EXIT_CONFIG
     if args.demo and not config.operator_public_keys:
+        from locker_agent.runtime.demo import with_demo_operator_key
+
         config = with_demo_operator_key(config)
     if _unsafe(config, args.config or default_config_path()):
         return EXIT_CONFIG
@@ -207,6 +209,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _hw_test(args: argparse.Namespace) -> int:
+    from locker_agent.ops.commissioning import hw_test
+
     config = _load(args.config)
     if config is None:
         return EXIT_CONFIG
@@ -254,6 +258,8 @@ def _hw_monitor(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from locker_agent.ops.doctor import run_doctor
+
     return run_doctor(args.config or default_config_path(), out=print)
 
 

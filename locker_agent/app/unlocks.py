@@ -1,7 +1,7 @@
 """Running unlocks: the power budget, the pulse, jams, and doors left open.
 
 Doors are opened intent-first: the ``unlock_requested`` event is committed before the relay
-moves, and ``unlock_pulsed`` as the pulse starts (so it precedes ``door_opened``). A door that
+moves, and ``unlock_pulsed`` as the relay goes on (always before ``door_opened``). A door that
 has not opened ``door_open_timeout_s`` after its pulse is pulsed once more, then given up on
 (``unlock_abandoned``) so the customer's code works again, and the compartment goes out of
 service.
@@ -61,6 +61,8 @@ class UnlockRunner:
         self._unlock_tasks: set[asyncio.Task[None]] = set()
         self._open_since: dict[str, float] = {}
         self._left_open_alarms: dict[str, int] = {}
+        self._pulses_to_record: dict[str, tuple[UnlockIntent, datetime]] = {}
+        """Pulses begun whose ``unlock_pulsed`` is not committed yet (see _pulse_starting)."""
         state.subscribe(self._events_committed)
 
     # ------------------------------------------------------------------ lifecycle
@@ -94,6 +96,7 @@ class UnlockRunner:
     # -------------------------------------------------------------------- doors
 
     def _door_changed(self, compartment_id: str, state: DoorState) -> None:
+        self._record_pulse(compartment_id)  # a pulse that opened this door is recorded first
         if state is DoorState.OPEN:
             self._open_since.setdefault(compartment_id, self._state.monotonic())
         else:
@@ -168,9 +171,8 @@ class UnlockRunner:
         def still_wanted() -> bool:  # asked when the power budget lets this pulse go
             return state.accepting and state.locker.intents.get(compartment_id) is pulsed_for
 
-        def pulse_starting() -> None:  # recorded first, so it precedes door_opened in seq
-            state.apply(lambda: state.locker.record_pulse(
-                compartment_id, now=state.now(), intent=pulsed_for))
+        def pulse_starting() -> None:  # the relay is about to go on
+            self._pulse_starting(compartment_id, pulsed_for)
 
         try:
             await self._power.unlock(
@@ -190,6 +192,30 @@ class UnlockRunner:
             return
         if state.locker.intents.get(compartment_id) is pulsed_for:
             self._watch(self._await_door(compartment_id, pulsed_for, attempt))
+
+    def _pulse_starting(self, compartment_id: str, intent: UnlockIntent) -> None:
+        """Record ``unlock_pulsed`` as soon as the relay is on, and before any door change.
+
+        Not committed here, just before the driver energises: that cost one more fsync
+        between the code and the relay (the intent, committed first, is what the relay must
+        wait for). The record runs at the loop's next turn, once the driver has switched the
+        relay on; a door change of this compartment that comes first records it before
+        itself, so ``unlock_pulsed`` always precedes that opening's ``door_opened``.
+        """
+        self._pulses_to_record[compartment_id] = (intent, self._state.now())
+        asyncio.get_running_loop().call_soon(self._record_pulse, compartment_id)
+
+    def _record_pulse(self, compartment_id: str) -> None:
+        pending = self._pulses_to_record.pop(compartment_id, None)
+        if pending is None:
+            return
+        intent, at = pending
+        state = self._state
+        try:
+            state.apply(lambda: state.locker.record_pulse(compartment_id, now=at, intent=intent))
+        except Exception:
+            logger.exception("could not record the start of a pulse",
+                             extra={"fields": {"compartment": compartment_id}})
 
     async def _await_door(
         self, compartment_id: str, pulsed_for: UnlockIntent, attempt: int = 1
@@ -229,6 +255,7 @@ class UnlockRunner:
     ) -> None:
         state = self._state
         at = now or state.now()
+        self._record_pulse(compartment_id)  # a pulse begun is on record before its end
         try:
             state.apply(lambda: state.locker.abandon_unlock(
                 compartment_id, reason=reason, now=at, error=error))

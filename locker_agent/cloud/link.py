@@ -9,8 +9,10 @@ worker thread.
   must not stampede a restarted broker), a persistent session (MQTT 5 session expiry, or
   clean_session=False on 3.1.1) and subscriptions renewed on every connect.
 * **Events** leave the outbox in ``seq`` order, at most ``max_inflight`` unacknowledged at once,
-  and are marked published only when the broker's PUBACK came back. After a reconnect anything
-  not acknowledged is sent again with the same event id: at-least-once, deduplicable.
+  and are marked published only when the broker's PUBACK came back (written with the next
+  commit, or within ``PUBLISHED_WRITE_S``: a lost mark only means the event is sent again).
+  After a reconnect anything not acknowledged is sent again with the same event id:
+  at-least-once, deduplicable.
 * **Presence**: a retained birth on ``status`` on every connect, a Last Will that marks the
   locker offline, and an explicit offline status on a clean stop.
 """
@@ -57,6 +59,9 @@ ACK_TIMEOUT_S = 30.0
 """An event not acknowledged this long after it was handed to paho is sent again."""
 PAHO_QUEUE_LIMIT = 1000
 """paho's own queue is unbounded by default; ours never needs more than this."""
+PUBLISHED_WRITE_S = 1.0
+"""Acknowledged events are marked published with the next commit, or this long after the
+first acknowledgement waiting if nothing is committed meanwhile (or at max_inflight of them)."""
 
 
 def backoff_delay(attempt: int, minimum: float, maximum: float, rng: Callable[[], float]) -> float:
@@ -138,6 +143,10 @@ class MqttLink:
         self._published_free: dict[str, int] = {}
         self._stopping = False
         self._socket: socket.socket | None = None
+        self._published_write: asyncio.TimerHandle | None = None
+        self._reply_unsent = False
+        self._newest_seq: float = float("inf")
+        """The highest event seq committed that the drain knows of (inf: not known, ask)."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -173,6 +182,7 @@ class MqttLink:
         if self._queue_served is not None:
             self._queue_served.cancel()
             self._queue_served = None
+        self._write_published()
         if self.connected:
             info = self._publish_model(self._topics.status, self._status(online=False), retain=True)
             with contextlib.suppress(Exception):
@@ -378,8 +388,10 @@ class MqttLink:
         for compartment_id in self._service.locker.compartments:
             self._publish_compartment(compartment_id)
         # anything still unacknowledged is sent again, in order, from the outbox
+        self._write_published()
         self._inflight.clear()
         self._last_handed_seq = 0
+        self._newest_seq = float("inf")
         self._wake_drain.set()
 
     def _on_disconnect(
@@ -487,6 +499,24 @@ class MqttLink:
             logger.warning("reply could not be published; sent to the default topic",
                            extra={"fields": {"command": name}})
             self._publish_model(self._topics.replies, answer.reply)
+        finally:
+            assert self._loop is not None
+            self._reply_unsent = True
+            self._loop.call_soon(self._send_replies)
+
+    def _send_replies(self) -> None:
+        """Write replies out now, ahead of what the drain publishes after a command.
+
+        The reply is what the sender waits for; the events and retained state a command
+        caused went out before it when the drain ran ahead of the socket's next write turn
+        (measured: docs/benchmarks.md, issue 19). The drain calls this first, too. From the
+        loop only, never inside a paho callback (paho's callback lock is not reentrant).
+        """
+        if not self._reply_unsent:
+            return
+        self._reply_unsent = False
+        if self._socket is not None:
+            self._safe(self._client.loop_write)()
 
     # ------------------------------------------------------------------ events
 
@@ -494,11 +524,13 @@ class MqttLink:
         for event in events:
             if event.compartment_id:
                 self._dirty_compartments.add(event.compartment_id)
+            self._newest_seq = max(self._newest_seq, event.seq)
         self._wake_drain.set()
 
     def _on_replay(self, from_seq: int) -> None:
         """Events from ``from_seq`` were queued again: move the cursor back to reach them."""
         self._last_handed_seq = min(self._last_handed_seq, from_seq - 1)
+        self._newest_seq = float("inf")
         for seq in [s for s in self._inflight if s >= from_seq]:
             del self._inflight[seq]
         self._wake_drain.set()
@@ -518,6 +550,7 @@ class MqttLink:
                     await self._wake_drain.wait()
             self._wake_drain.clear()
             try:
+                self._send_replies()
                 if self._outbox_guard is not None:
                     self._outbox_guard.check()
                 self._publish_dirty_compartments()
@@ -530,10 +563,16 @@ class MqttLink:
     def _settle_acknowledged(self) -> None:
         done = [i for i in self._inflight.values() if i.info.is_published()]
         if done:
-            self._service.store.mark_published([i.seq for i in done], self._service.now())
+            waiting = self._service.store.mark_published_soon(
+                [i.seq for i in done], self._service.now())
             for item in done:
                 del self._inflight[item.seq]
             self.stats.events_published += len(done)
+            if waiting >= self._config.max_inflight:
+                self._write_published()
+            elif self._published_write is None and self._loop is not None:
+                self._published_write = self._loop.call_later(
+                    PUBLISHED_WRITE_S, self._write_published)
         stale = [
             i for i in self._inflight.values()
             if self._monotonic() - i.sent_at > ACK_TIMEOUT_S
@@ -541,8 +580,21 @@ class MqttLink:
         if stale and self.connected:
             logger.warning("events unacknowledged too long; sending again",
                            extra={"fields": {"count": len(stale)}})
+            self._write_published()
             self._inflight.clear()
             self._last_handed_seq = 0
+            self._newest_seq = float("inf")
+
+    def _write_published(self) -> None:
+        """Mark the acknowledged events published on disk now (see PUBLISHED_WRITE_S)."""
+        if self._published_write is not None:
+            self._published_write.cancel()
+            self._published_write = None
+        try:
+            self._service.store.flush_published()
+        except Exception:  # kept in memory and written with the next commit; at worst resent
+            self.stats.count_error("outbox")
+            logger.exception("could not mark acknowledged events published")
 
     def _hand_over_pending(self) -> None:
         if not self.connected:
@@ -551,7 +603,13 @@ class MqttLink:
         if room <= 0:
             return
         after = self._last_handed_seq
-        for event in self._service.store.pending_events(limit=room, after_seq=after):
+        if after >= self._newest_seq:
+            return  # nothing committed since the last one handed over: no need to ask
+        pending = self._service.store.pending_events(limit=room, after_seq=after)
+        # fewer than asked for: that is all there is, until the next commit says otherwise
+        self._newest_seq = (pending[-1].seq if pending else after) if len(pending) < room \
+            else float("inf")
+        for event in pending:
             if event.seq in self._inflight:
                 continue
             payload = c.EventMessage.model_validate(

@@ -6,8 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from locker_agent.config.api import ApiConfig
 from locker_agent.config.compartments import CompartmentConfig
@@ -37,17 +44,14 @@ DEFAULT_CONFIG_PATH: Final = Path("/etc/locker-agent/locker-agent.toml")
 DEFAULT_STATE_DIR: Final = Path("/var/lib/locker-agent")
 
 
-class AgentConfig(BaseSettings):
-    """Everything the agent needs to know about this locker."""
+class AgentConfig(BaseModel):
+    """Everything the agent needs to know about this locker.
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        env_parse_none_str="null",
-        extra="forbid",
-        frozen=True,
-        hide_input_in_errors=True,
-    )
+    ``LOCKER_AGENT_*`` environment variables are laid over the file's values by
+    :func:`~locker_agent.config.loading.load_config` before validation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     locker_id: LockerId
     """Names this locker in MQTT topics."""
@@ -66,18 +70,6 @@ class AgentConfig(BaseSettings):
     api: ApiConfig = ApiConfig()
     security: SecurityConfig = SecurityConfig()
     compartments: list[CompartmentConfig] = Field(min_length=1)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment first, so it beats the file (passed in as init values)."""
-        return env_settings, init_settings
 
     @field_validator("locker_id")
     @classmethod

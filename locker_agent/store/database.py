@@ -16,6 +16,13 @@ _NO_ROOM = frozenset({"SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC",
 the process (RLIMIT_FSIZE), a card that refuses writes."""
 
 
+def no_room(error: BaseException, path: Path | None = None) -> StorageFull | None:
+    """The StorageFull that ``error`` stands for, if it is SQLite saying the disk is full."""
+    if getattr(error, "sqlite_errorname", None) not in _NO_ROOM:
+        return None
+    return StorageFull(f"{path or 'the database'}: cannot write: {error}")
+
+
 def open_engine(path: Path) -> Engine:
     """An engine whose every connection runs WAL, synchronous=FULL, with foreign keys on.
 
@@ -32,8 +39,9 @@ def open_engine(path: Path) -> Engine:
     @event.listens_for(engine, "handle_error")
     def _on_error(context: Any) -> None:
         original = context.original_exception
-        if getattr(original, "sqlite_errorname", None) in _NO_ROOM:
-            raise StorageFull(f"{path}: cannot write: {original}") from original
+        full = no_room(original, path)
+        if full is not None:
+            raise full from original
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -47,6 +55,8 @@ def open_engine(path: Path) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # on the SQLite connection itself: through exec_driver_sql this one word cost more
+        # CPU than some of the statements that follow it (docs/benchmarks.md, issue 19)
+        conn.connection.driver_connection.execute("BEGIN")
 
     return engine

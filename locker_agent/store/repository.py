@@ -6,12 +6,14 @@ Every transition's changes and the events it produced are written in one SQLite 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import threading
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from locker_agent.domain.model import (
 from locker_agent.store.code_guard import CodeGuardStore
 from locker_agent.store.database import open_engine
 from locker_agent.store.migrations import CURRENT_VERSION, migrate, schema_version
+from locker_agent.store.prepared import Prepared
 from locker_agent.store.tables import (
     AssignmentRow,
     AuditRow,
@@ -73,24 +76,48 @@ def _upsert(table: Any, key: str) -> Any:
     )
 
 
-# The commit path's statements, built once and run with parameters: building a statement
-# per row cost more CPU than SQLite's own work (measured with bench/store_commit.py; see
-# docs/benchmarks.md). Each is compiled once and then served from SQLAlchemy's cache.
-_UPDATE_LOCKER = update(_LOCKER).where(_LOCKER.c.id == 1).values(
+# The commit path's statements, compiled once and run on the SQLite cursor (store/prepared.py):
+# building a statement per row, then running even a cached one through SQLAlchemy's execution
+# machinery, cost more CPU than SQLite's own work (measured with bench/store_commit.py; see
+# docs/benchmarks.md, issues 8 and 19).
+_EVENT_COLUMNS = ("event_id", "type", "at", "compartment_id", "assignment_id", "payload")
+_UPDATE_LOCKER = Prepared(update(_LOCKER).where(_LOCKER.c.id == 1).values(
     service_seconds=bindparam("b_seconds"),
     out_of_service_reason=bindparam("b_out_of_service_reason"),
     remote_open_lockout=bindparam("b_remote_open_lockout"),
+))
+_UPDATE_COMPARTMENT = Prepared(
+    update(_COMPARTMENT).where(_COMPARTMENT.c.id == bindparam("b_id")).values(
+        out_of_service_reason=bindparam("b_out_of_service_reason"), door=bindparam("b_door"))
 )
-_UPDATE_COMPARTMENT = update(_COMPARTMENT).where(_COMPARTMENT.c.id == bindparam("b_id")).values(
-    out_of_service_reason=bindparam("b_out_of_service_reason"), door=bindparam("b_door")
+_UPSERT_ASSIGNMENT = Prepared(_upsert(_ASSIGNMENT, "id"), [c.name for c in _ASSIGNMENT.columns])
+_UPSERT_CREDENTIAL = Prepared(_upsert(_CREDENTIAL, "id"), [c.name for c in _CREDENTIAL.columns])
+_UPSERT_INTENT = Prepared(_upsert(_INTENT, "compartment_id"), [c.name for c in _INTENT.columns])
+_DELETE_INTENT = Prepared(delete(_INTENT).where(_INTENT.c.compartment_id == bindparam("b_id")))
+_LINK_CREDENTIAL = Prepared(insert(_LINK).on_conflict_do_nothing(),
+                            ["credential_id", "assignment_id"])
+_INSERT_OUTBOX = Prepared(insert(_OUTBOX), _EVENT_COLUMNS)
+_INSERT_AUDIT = Prepared(insert(_AUDIT), _EVENT_COLUMNS)
+_INSERT_INBOX = Prepared(insert(_INBOX).on_conflict_do_nothing(),
+                         ["command_id", "name", "received_at", "reply"])
+_INBOX_REPLY = Prepared(select(_INBOX.c.reply).where(_INBOX.c.command_id == bindparam("b_id")))
+_ARCHIVED_STATUS = Prepared(
+    select(_ASSIGNMENT.c.status).where(_ASSIGNMENT.c.id == bindparam("b_id")))
+_PENDING_EVENTS = Prepared(
+    select(_OUTBOX.c.seq, *[_OUTBOX.c[name] for name in _EVENT_COLUMNS])
+    .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.seq > bindparam("b_after"))
+    .order_by(_OUTBOX.c.seq)
+    .limit(bindparam("b_limit"))
 )
-_UPSERT_ASSIGNMENT = _upsert(_ASSIGNMENT, "id")
-_UPSERT_CREDENTIAL = _upsert(_CREDENTIAL, "id")
-_UPSERT_INTENT = _upsert(_INTENT, "compartment_id")
-_DELETE_INTENT = delete(_INTENT).where(_INTENT.c.compartment_id == bindparam("b_id"))
-_LINK_CREDENTIAL = insert(_LINK).on_conflict_do_nothing()
-_INSERT_OUTBOX = insert(_OUTBOX)
-_INSERT_AUDIT = insert(_AUDIT)
+_DEAD_CODE = Prepared(
+    select(_CREDENTIAL.c.revoked_at, _ASSIGNMENT.c.status)
+    .select_from(_CREDENTIAL)
+    .outerjoin(_LINK, _LINK.c.credential_id == _CREDENTIAL.c.id)
+    .outerjoin(_ASSIGNMENT, _ASSIGNMENT.c.id == _LINK.c.assignment_id)
+    .where(_CREDENTIAL.c.digest == bindparam("b_digest"), _CREDENTIAL.c.live.is_(False))
+)
+_MARK_PUBLISHED = Prepared(update(_OUTBOX).where(_OUTBOX.c.seq == bindparam("b_seq")).values(
+    published_at=bindparam("b_at")))
 
 
 RESERVE_FILE = "reserve.space"
@@ -112,8 +139,20 @@ class Store:
         if exclusive:
             self._lock_fd = _claim(path.with_name(path.name + ".lock"))
         self.engine = open_engine(path)
+        self._writer: Connection | None = None
+        self._writer_thread: int | None = None
+        self._acknowledged: dict[int, datetime] = {}
+        """Events the broker acknowledged whose published_at is not written yet (seq: when):
+        see mark_published_soon."""
+        self._acknowledged_lock = threading.Lock()
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):  # at worst those events are sent once more
+            self.flush_published()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):  # from another thread: the pool's to close
+                writer.close()
         self.engine.dispose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the lock
@@ -236,31 +275,19 @@ class Store:
         )
 
     def archived_status(self, assignment_id: str) -> AssignmentStatus | None:
-        with self.engine.connect() as conn:
-            status = conn.execute(
-                select(_ASSIGNMENT.c.status).where(_ASSIGNMENT.c.id == assignment_id)
-            ).scalar_one_or_none()
-        return None if status is None else AssignmentStatus(status)
+        with self._reading() as conn:
+            row = _ARCHIVED_STATUS.run(conn, {"b_id": assignment_id}).fetchone()
+        return None if row is None else AssignmentStatus(row[0])
 
     def dead_code_reason(self, digest: str) -> str | None:
         """Why a code no longer in memory stopped working, if this locker ever had it."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(_CREDENTIAL.c.id, _CREDENTIAL.c.revoked_at).where(
-                    _CREDENTIAL.c.digest == digest, _CREDENTIAL.c.live.is_(False)
-                )
-            ).all()
-            if not rows:
-                return None
-            if any(row.revoked_at is not None for row in rows):
-                return "revoked"
-            statuses = set(
-                conn.execute(
-                    select(_ASSIGNMENT.c.status)
-                    .join(_LINK, _LINK.c.assignment_id == _ASSIGNMENT.c.id)
-                    .where(_LINK.c.credential_id.in_([row.id for row in rows]))
-                ).scalars()
-            )
+        with self._reading() as conn:
+            rows = _DEAD_CODE.rows(conn, {"b_digest": digest})
+        if not rows:
+            return None
+        if any(revoked_at is not None for revoked_at, _ in rows):
+            return "revoked"
+        statuses = {status for _, status in rows if status is not None}
         if AssignmentStatus.RECLAIMED.value in statuses:
             return "expired"
         if statuses == {AssignmentStatus.CANCELLED.value}:
@@ -268,6 +295,37 @@ class Store:
         return "used"
 
     # ---------------------------------------------------------------- committing
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection for a read on the hot path: the writer's, in its own thread."""
+        if threading.get_ident() == self._writer_thread and self._writer is not None \
+                and not self._writer.closed and not self._writer.in_transaction():
+            yield self._writer
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction for the locker's own writes, on a connection kept open for them.
+
+        Checking a connection out of the pool and back in for every commit cost more CPU than
+        the commit's statements (docs/benchmarks.md, issue 19). The connection belongs to the
+        thread that first wrote (the event loop's: SQLite connections stay in their thread);
+        any other thread gets one from the pool as before.
+        """
+        thread = threading.get_ident()
+        if self._writer_thread is None:
+            self._writer_thread = thread
+        if thread != self._writer_thread:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        if self._writer is None or self._writer.closed:
+            self._writer = self.engine.connect()
+        with self._writer.begin():
+            yield self._writer
 
     def commit(
         self,
@@ -283,7 +341,9 @@ class Store:
         so a command is applied at most once even across a power cut.
         """
         changes = locker.take_changes()
-        with self.engine.begin() as conn:
+        acknowledged = self._acknowledged_now()
+        with self._transaction() as conn:
+            self._write_published(conn, acknowledged)
             self._write_changes(conn, locker, changes)
             if inbox is not None:
                 self._write_inbox(conn, inbox)
@@ -293,21 +353,21 @@ class Store:
                         policy_overrides=json.dumps(dict(policy_overrides), sort_keys=True)
                     )
                 )
-            return self._append_events(conn, events)
+            stored = self._append_events(conn, events)
+        self._forget_acknowledged(acknowledged)
+        return stored
 
     # --------------------------------------------------------------------- inbox
 
     def inbox_reply(self, command_id: str) -> dict[str, Any] | None:
         """The reply already given to ``command_id``, if it was seen before."""
-        with self.engine.connect() as conn:
-            reply = conn.execute(
-                select(_INBOX.c.reply).where(_INBOX.c.command_id == command_id)
-            ).scalar_one_or_none()
-        return None if reply is None else dict(json.loads(reply))
+        with self._reading() as conn:
+            row = _INBOX_REPLY.run(conn, {"b_id": command_id}).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def record_command(self, record: InboxRecord) -> None:
         """Remember a command that changed nothing (refused, or a query) with its reply."""
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             self._write_inbox(conn, record)
 
     def policy_overrides(self) -> dict[str, Any]:
@@ -317,16 +377,12 @@ class Store:
 
     @staticmethod
     def _write_inbox(conn: Connection, record: InboxRecord) -> None:
-        conn.execute(
-            insert(_INBOX)
-            .values(
-                command_id=record.command_id,
-                name=record.name,
-                received_at=record.received_at,
-                reply=json.dumps(record.reply, sort_keys=True, default=str),
-            )
-            .on_conflict_do_nothing()
-        )
+        _INSERT_INBOX.run(conn, {
+            "command_id": record.command_id,
+            "name": record.name,
+            "received_at": record.received_at,
+            "reply": json.dumps(record.reply, sort_keys=True, default=str),
+        })
 
     def code_guard(self) -> CodeGuardStore:
         """Lockout counters, the used-token ledger and courier revocations, in this file."""
@@ -363,23 +419,23 @@ class Store:
         return True
 
     def save_clock(self, locker: Locker) -> None:
-        with self.engine.begin() as conn:
+        with self._transaction() as conn:
             self._write_locker(conn, locker)
 
     def _write_changes(self, conn: Connection, locker: Locker, changes: Changes) -> None:
         self._write_locker(conn, locker)
         if changes.compartments:
-            conn.execute(_UPDATE_COMPARTMENT, [
+            _UPDATE_COMPARTMENT.run_many(conn, [
                 {"b_id": c.id, "b_out_of_service_reason": c.out_of_service_reason,
                  "b_door": c.door.value}
                 for c in changes.compartments.values()
             ])
         if changes.assignments:
-            conn.execute(
-                _UPSERT_ASSIGNMENT, [_assignment_values(a) for a in changes.assignments.values()]
+            _UPSERT_ASSIGNMENT.run_many(
+                conn, [_assignment_values(a) for a in changes.assignments.values()]
             )
         if changes.credentials:
-            conn.execute(_UPSERT_CREDENTIAL, [
+            _UPSERT_CREDENTIAL.run_many(conn, [
                 _credential_values(cred, live=cred.id in locker.credentials)
                 for cred in changes.credentials.values()
             ])
@@ -389,16 +445,16 @@ class Store:
                 for assignment_id in cred.assignment_ids
             ]
             if links:
-                conn.execute(_LINK_CREDENTIAL, links)
+                _LINK_CREDENTIAL.run_many(conn, links)
         gone = [{"b_id": cid} for cid, intent in changes.intents.items() if intent is None]
         if gone:
-            conn.execute(_DELETE_INTENT, gone)
+            _DELETE_INTENT.run_many(conn, gone)
         kept = [_intent_values(i) for i in changes.intents.values() if i is not None]
         if kept:
-            conn.execute(_UPSERT_INTENT, kept)
+            _UPSERT_INTENT.run_many(conn, kept)
 
     def _write_locker(self, conn: Connection, locker: Locker) -> None:
-        conn.execute(_UPDATE_LOCKER, {
+        _UPDATE_LOCKER.run(conn, {
             "b_seconds": locker.clock.seconds,
             "b_out_of_service_reason": locker.out_of_service_reason,
             "b_remote_open_lockout": locker.remote_open_lockout,
@@ -408,6 +464,7 @@ class Store:
         self, conn: Connection, events: Iterable[DomainEvent]
     ) -> list[StoredEvent]:
         stored = []
+        rows = []
         for event in events:
             event_id = str(uuid.uuid4())
             payload = json.dumps(event.data, sort_keys=True, default=str)
@@ -419,12 +476,12 @@ class Store:
                 "assignment_id": event.assignment_id,
                 "payload": payload,
             }
-            seq = conn.execute(_INSERT_OUTBOX, row).inserted_primary_key
-            conn.execute(_INSERT_AUDIT, row)
+            seq = _INSERT_OUTBOX.run(conn, row).lastrowid
             assert seq is not None
+            rows.append(row)
             stored.append(
                 StoredEvent(
-                    seq=int(seq[0]),
+                    seq=int(seq),
                     event_id=event_id,
                     type=event.type,
                     at=event.at,
@@ -433,29 +490,70 @@ class Store:
                     data=json.loads(payload),
                 )
             )
+        if rows:
+            _INSERT_AUDIT.run_many(conn, rows)
         return stored
 
     # -------------------------------------------------------------------- outbox
 
     def pending_events(self, limit: int = 100, after_seq: int = 0) -> list[StoredEvent]:
-        """Unpublished events in ``seq`` order."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(_OUTBOX)
-                .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.seq > after_seq)
-                .order_by(_OUTBOX.c.seq)
-                .limit(limit)
-            ).mappings()
-            return [_stored_event(r) for r in rows]
+        """Unpublished events in ``seq`` order (acknowledged ones not yet written are not)."""
+        acknowledged = self._acknowledged_now()
+        with self._reading() as conn:
+            rows = _PENDING_EVENTS.rows(
+                conn, {"b_after": after_seq, "b_limit": limit + len(acknowledged)})
+        return [
+            StoredEvent(seq=seq, event_id=event_id, type=type_, at=at,
+                        compartment_id=compartment_id, assignment_id=assignment_id,
+                        data=json.loads(payload))
+            for seq, event_id, type_, at, compartment_id, assignment_id, payload in rows
+            if seq not in acknowledged
+        ][:limit]
 
     def mark_published(self, seqs: Iterable[int], at: datetime) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(_OUTBOX).where(_OUTBOX.c.seq.in_(list(seqs))).values(published_at=at)
-            )
+        with self._transaction() as conn:
+            _MARK_PUBLISHED.run_many(conn, [{"b_seq": seq, "b_at": at} for seq in seqs])
+
+    def mark_published_soon(self, seqs: Iterable[int], at: datetime) -> int:
+        """Remember acknowledgements to write with the next commit (or flush_published).
+
+        An acknowledgement needs no fsync of its own: lost in a power cut, its event is sent
+        once more, which at-least-once delivery with stable event ids allows. Writing each
+        one at once cost a command a second fsync (docs/benchmarks.md, issue 19).
+        """
+        with self._acknowledged_lock:
+            for seq in seqs:
+                self._acknowledged.setdefault(seq, at)
+            return len(self._acknowledged)
+
+    def flush_published(self) -> None:
+        acknowledged = self._acknowledged_now()
+        if not acknowledged:
+            return
+        with self._transaction() as conn:
+            self._write_published(conn, acknowledged)
+        self._forget_acknowledged(acknowledged)
+
+    def _acknowledged_now(self) -> dict[int, datetime]:
+        with self._acknowledged_lock:
+            return dict(self._acknowledged)
+
+    def _forget_acknowledged(self, written: Mapping[int, datetime]) -> None:
+        with self._acknowledged_lock:
+            for seq in written:
+                self._acknowledged.pop(seq, None)
+
+    @staticmethod
+    def _write_published(conn: Connection, acknowledged: Mapping[int, datetime]) -> None:
+        if acknowledged:
+            _MARK_PUBLISHED.run_many(
+                conn, [{"b_seq": seq, "b_at": at} for seq, at in acknowledged.items()])
 
     def unpublish(self, from_seq: int, to_seq: int) -> tuple[int, int | None]:
         """Queue events ``from_seq..to_seq`` to be sent again; returns (count, oldest kept seq)."""
+        with self._acknowledged_lock:
+            for seq in [s for s in self._acknowledged if from_seq <= s <= to_seq]:
+                del self._acknowledged[seq]
         with self.engine.begin() as conn:
             oldest = conn.execute(select(func.min(_OUTBOX.c.seq))).scalar_one_or_none()
             result = conn.execute(
@@ -467,6 +565,7 @@ class Store:
 
     def drop_oldest_unpublished(self, count: int) -> tuple[int, int, int] | None:
         """Delete the ``count`` oldest unpublished events; (first seq, last seq, number)."""
+        self.flush_published()  # acknowledged ones are not among them
         with self.engine.begin() as conn:
             seqs = list(
                 conn.execute(
@@ -482,14 +581,17 @@ class Store:
             return seqs[0], seqs[-1], len(seqs)
 
     def outbox_depth(self) -> int:
+        """Events not yet acknowledged by the broker."""
+        acknowledged = self._acknowledged_now()
         with self.engine.connect() as conn:
-            return int(
+            unpublished = int(
                 conn.execute(
                     select(func.count()).select_from(_OUTBOX).where(
                         _OUTBOX.c.published_at.is_(None)
                     )
                 ).scalar_one()
             )
+        return max(0, unpublished - len(acknowledged))
 
     def last_seq(self) -> int:
         """The highest seq ever given to an event (0 if none)."""

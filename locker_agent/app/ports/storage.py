@@ -128,6 +128,16 @@ class LockerStore(Protocol):
 
     def mark_published(self, seqs: Iterable[int], at: datetime) -> None: ...
 
+    def mark_published_soon(self, seqs: Iterable[int], at: datetime) -> int:
+        """Remember that the broker acknowledged ``seqs``; written with the next commit or
+        :meth:`flush_published`, whichever comes first (no fsync of their own). Until then
+        they count as published. Returns how many are waiting to be written."""
+        ...
+
+    def flush_published(self) -> None:
+        """Write the acknowledgements :meth:`mark_published_soon` remembered, now."""
+        ...
+
     def unpublish(self, from_seq: int, to_seq: int) -> tuple[int, int | None]: ...
 
     def drop_oldest_unpublished(self, count: int) -> tuple[int, int, int] | None: ...
