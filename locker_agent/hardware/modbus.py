@@ -50,6 +50,7 @@ from locker_agent.app.ports.hardware import (
     check_unlock_request,
 )
 from locker_agent.domain.model import DoorState
+from locker_agent.hardware.board_listeners import BoardListener, BoardListeners
 from locker_agent.hardware.door_tracker import DoorStateTracker
 
 if TYPE_CHECKING:
@@ -60,8 +61,6 @@ logger = logging.getLogger(__name__)
 
 MAX_ADDRESS = 0xFFFF
 MAX_UNIT = 247
-BoardListener = Callable[[int, bool, tuple[str, ...]], None]
-"""Told ``(unit, online, compartments)`` when a unit stops answering or answers again."""
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -163,7 +162,10 @@ class ModbusLocker(LockDriver, DoorSensors):
         self._last_io = 0.0  # monotonic end of the last attempt; under _io_lock
         self._pulse_locks: dict[str, asyncio.Lock] = {}
         self._poll_task: asyncio.Task[None] | None = None
-        self._board_listeners: list[BoardListener] = []
+        self._boards = BoardListeners(
+            [(cid, u) for cid, (u, _) in self._locks.items()]
+            + [(cid, u) for cid, (u, _) in self._sensors.items()]
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -219,11 +221,8 @@ class ModbusLocker(LockDriver, DoorSensors):
         return set(self._offline)
 
     def subscribe_boards(self, listener: BoardListener) -> None:
-        """Call ``listener(unit, online, compartments)`` when a unit drops off or comes back.
-
-        Runs on the event loop; a listener that raises is logged and does not stop polling.
-        """
-        self._board_listeners.append(listener)
+        """Call ``listener(unit, online, compartments)`` when a unit drops off or comes back."""
+        self._boards.subscribe(listener)
 
     # -- LockDriver -------------------------------------------------------------------------
 
@@ -464,7 +463,7 @@ class ModbusLocker(LockDriver, DoorSensors):
             if u == unit:
                 self._doors.update(cid, DoorState.UNKNOWN, notify=self.started)
         if went_offline:
-            self._tell_board(unit, online=False)
+            self._boards.tell(unit, online=False)
 
     def _board_answered(self, unit: int, inputs: Mapping[int, bool]) -> None:
         came_back = unit in self._offline
@@ -477,18 +476,7 @@ class ModbusLocker(LockDriver, DoorSensors):
                 closed = inputs[channel] == closed_reads
                 self._doors.update(cid, DoorState.CLOSED if closed else DoorState.OPEN)
         if came_back:
-            self._tell_board(unit, online=True)
-
-    def _tell_board(self, unit: int, online: bool) -> None:
-        compartments = tuple(sorted(
-            {c for c, (u, _) in self._locks.items() if u == unit}
-            | {c for c, (u, _) in self._sensors.items() if u == unit}
-        ))
-        for listener in list(self._board_listeners):
-            try:
-                listener(unit, online, compartments)
-            except Exception:
-                logger.exception("board listener failed for Modbus unit %d", unit)
+            self._boards.tell(unit, online=True)
 
     # -- requests (blocking: executor threads, the pulse timer, force_off's caller) --------
 

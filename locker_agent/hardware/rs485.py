@@ -47,6 +47,7 @@ from locker_agent.app.ports.hardware import (
 )
 from locker_agent.domain.model import DoorState
 from locker_agent.hardware import kerong
+from locker_agent.hardware.board_listeners import BoardListener, BoardListeners
 from locker_agent.hardware.door_tracker import DoorStateTracker
 
 logger = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ class SerialPort(Protocol):
 
 
 SerialFactory = Callable[..., SerialPort]
-BoardListener = Callable[[int, bool, tuple[str, ...]], None]
-"""Told ``(board, online, compartments)`` when a board stops answering or answers again."""
 """Called like ``serial.Serial(port=..., baudrate=..., bytesize=8, parity="N", stopbits=1,
 timeout=..., write_timeout=...)``."""
 
@@ -174,7 +173,7 @@ class Rs485Locker(LockDriver, DoorSensors):
         self._offline_polled_at: dict[int, float] = {}
         self._answered_at: dict[int, float] = {}
         """Board -> loop time of its last valid status frame."""
-        self._board_listeners: list[BoardListener] = []
+        self._boards = BoardListeners((cid, b) for cid, (b, _) in self._channels.items())
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -243,19 +242,8 @@ class Rs485Locker(LockDriver, DoorSensors):
         return set(self._offline)
 
     def subscribe_boards(self, listener: BoardListener) -> None:
-        """Call ``listener(board, online, compartments)`` when a board drops off or comes back.
-
-        Runs on the event loop; a listener that raises is logged and does not stop polling.
-        """
-        self._board_listeners.append(listener)
-
-    def _tell_board(self, board: int, online: bool) -> None:
-        compartments = tuple(sorted(c for c, (b, _) in self._channels.items() if b == board))
-        for listener in list(self._board_listeners):
-            try:
-                listener(board, online, compartments)
-            except Exception:
-                logger.exception("board listener failed for board %d", board)
+        """Call ``listener(board, online, compartments)`` when a board drops off or comes back."""
+        self._boards.subscribe(listener)
 
     # -- LockDriver -------------------------------------------------------------------------
 
@@ -419,7 +407,7 @@ class Rs485Locker(LockDriver, DoorSensors):
             if b == board:
                 self._doors.update(cid, DoorState.UNKNOWN, notify=self.started)
         if went_offline:
-            self._tell_board(board, online=False)
+            self._boards.tell(board, online=False)
 
     def _board_answered(self, board: int, status: kerong.BoardStatus) -> None:
         if not self.started or self._loop is None:
@@ -437,7 +425,7 @@ class Rs485Locker(LockDriver, DoorSensors):
                 if is_open:
                     awaiting.discard(cid)
         if came_back:
-            self._tell_board(board, online=True)
+            self._boards.tell(board, online=True)
 
     # -- the bus ----------------------------------------------------------------------------
 
